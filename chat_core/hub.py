@@ -1,0 +1,363 @@
+"""Rooms, members and fan-out: the heart of the server, with no web framework in it.
+
+A message goes: ``post`` (validated, queued) -> the writer task assigns ids and
+stores a whole batch -> only then is each message encoded once and appended to
+the outbox of every member of its room. So what anyone has seen is in the store,
+ids in a room increase by one, and no recipient's socket is ever awaited here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from . import protocol
+from .outbox import Outbox
+from .protocol import Join, ProtocolError
+from .settings import Settings
+from .store import Message, Store
+
+log = logging.getLogger("chat_core.hub")
+
+PRESENCE_NAMES = 50  # names listed per `presence` frame, each of joined / left
+
+
+class Member:
+    """One connection as the hub sees it."""
+
+    __slots__ = ("outbox", "address", "name", "key", "room")
+
+    def __init__(self, outbox: Outbox, address: str) -> None:
+        self.outbox = outbox
+        self.address = address
+        self.name: Optional[str] = None
+        self.key: Optional[str] = None  # name.casefold(): names are unique per room regardless of case
+        self.room: Optional[Room] = None
+
+    def send(self, frame: str) -> bool:
+        return self.outbox.put(frame)
+
+
+@dataclass(eq=False)
+class Room:
+    name: str
+    cache_size: int
+    members: dict[str, Member] = field(default_factory=dict)
+    recent: deque = field(default_factory=deque)  # (id, encoded msg frame), oldest first
+    last_id: int = 0  # newest id broadcast in this room
+    loaded: Optional[asyncio.Future] = None
+    joining: int = 0  # joins waiting on this room's history: keeps it alive
+    joined: list[str] = field(default_factory=list)  # coalesced presence changes
+    left: list[str] = field(default_factory=list)
+    more: int = 0
+    timer: Optional[asyncio.TimerHandle] = None
+
+    def remember(self, msg_id: int, frame: str) -> None:
+        self.recent.append((msg_id, frame))
+        if len(self.recent) > self.cache_size:
+            self.recent.popleft()
+        self.last_id = msg_id
+
+    @property
+    def first_cached(self) -> int:
+        return self.recent[0][0] if self.recent else self.last_id + 1
+
+
+@dataclass
+class _Post:
+    member: Member
+    room: str
+    user: str
+    text: str
+    ts: float
+
+
+class Hub:
+    """Everything the server knows about who is where. One per process."""
+
+    def __init__(self, settings: Settings, store: Store) -> None:
+        self.settings = settings
+        self.store = store
+        self.rooms: dict[str, Room] = {}
+        self.members: set[Member] = set()
+        self.overflow_closes = 0
+        self.messages_sent = 0
+        self._last_ids: dict[str, int] = {}  # newest id assigned (stored or being stored) per room
+        self._stored_ids: dict[str, int] = {}  # newest id stored and broadcast per room
+        self._pending: list[_Post] = []
+        self._wakeup: Optional[asyncio.Future[None]] = None
+        self._writer: Optional[asyncio.Task[None]] = None
+        self._stopping = False
+        self._cache_size = max(settings.history_limit, settings.replay_limit, 1)
+        if settings.history_keep:
+            self._cache_size = min(self._cache_size, max(settings.history_keep, settings.history_limit))
+
+    # --- life cycle --------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.store.open()
+        self._last_ids = await self.store.last_ids()
+        self._stored_ids = dict(self._last_ids)
+        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+
+    async def stop(self, code: int = 1001, reason: str = "server shutting down", timeout: float = 3.0) -> None:
+        """Write what is pending, close every connection with ``code``, close the store."""
+        self._stopping = True
+        if self._writer is not None:
+            self._wake()
+            try:
+                await asyncio.wait_for(asyncio.shield(self._writer), timeout)
+            except asyncio.TimeoutError:
+                log.warning("history writer did not finish in %.1fs", timeout)
+                self._writer.cancel()
+        for room in self.rooms.values():
+            if room.timer is not None:
+                room.timer.cancel()
+        tasks = []
+        for member in list(self.members):
+            member.outbox.close(code, reason, drop=False)
+            if member.outbox.task is not None:
+                tasks.append(member.outbox.task)
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        await self.store.close()
+
+    # --- connections -------------------------------------------------------
+
+    def attach(self, outbox: Outbox, address: str = "") -> Member:
+        member = Member(outbox, address)
+        self.members.add(member)
+        return member
+
+    def detach(self, member: Member) -> None:
+        """The connection is gone (or going): leave its room. Safe to call twice."""
+        self.members.discard(member)
+        self._leave(member)
+
+    async def join(self, member: Member, join: Join) -> None:
+        """Enter (or switch to) a room: history, then `welcome`, then the join notice."""
+        key = join.user.casefold()
+        room = await self._open_room(join.room)  # counts us in room.joining
+        try:
+            self._check_name(room, member, key)
+            since = join.since
+            if since is not None and since > room.last_id:
+                since = None  # the client knows ids this server never gave out: start afresh
+            older: list[Message] = []
+            if since is not None and since + 1 < room.first_cached:
+                older = await self.store.after(room.name, since, self.settings.replay_limit)
+            # From here on nothing awaits: the room cannot change under us.
+            self._check_name(room, member, key)
+            if member.outbox.closed:
+                raise ProtocolError("closed", "connection closed")
+        except BaseException:
+            room.joining -= 1
+            self._drop_if_empty(room)
+            raise
+        same_place = member.room is room and member.key == key
+        if not same_place:
+            self._leave(member)
+        frames, first = self._history(room, since, older)
+        member.name, member.key, member.room = join.user, key, room
+        room.members[key] = member
+        room.joining -= 1
+        gap = None
+        if since is not None and first is not None and first > since + 1:
+            gap = {"after": since, "first": first}
+        member.outbox.put_many(frames)
+        member.send(self._welcome(room, member, gap))
+        if not same_place:
+            self._announce(room, "join", join.user, len(room.members))
+
+    def post(self, member: Member, text: str) -> None:
+        """Queue a chat message from ``member``; it is broadcast once stored."""
+        if member.room is None or member.name is None:
+            raise ProtocolError("not_joined", "Join a room (send a \"join\" frame) before sending messages.")
+        self._pending.append(_Post(member, member.room.name, member.name, text, protocol.now()))
+        self._wake()
+
+    # --- reading -----------------------------------------------------------
+
+    def rooms_summary(self) -> list[dict[str, Any]]:
+        names = set(self.rooms) | set(self._stored_ids)
+        return [
+            {"room": name, "online": len(self.rooms[name].members) if name in self.rooms else 0,
+             "last_id": self._stored_ids.get(name, 0)}
+            for name in sorted(names)
+        ]
+
+    def stats(self) -> dict[str, int]:
+        return {
+            "connections": len(self.members),
+            "rooms": sum(1 for r in self.rooms.values() if r.members),
+            "messages": self.messages_sent,
+            "overflow_closes": self.overflow_closes,
+        }
+
+    # --- inside ------------------------------------------------------------
+
+    async def _open_room(self, name: str) -> Room:
+        """The room, its recent history loaded; the caller is counted in ``room.joining``."""
+        room = self.rooms.get(name)
+        if room is None:
+            room = Room(name, self._cache_size, last_id=self._stored_ids.get(name, 0))
+            self.rooms[name] = room
+            room.loaded = asyncio.get_running_loop().create_future()
+            room.joining += 1
+            try:
+                stored = await self.store.after(name, 0, self._cache_size)
+            except BaseException as exc:
+                room.loaded.set_exception(exc)
+                room.loaded.exception()  # retrieved: joiners waiting on it re-raise it themselves
+                room.joining -= 1
+                self._drop_if_empty(room)
+                raise
+            newer = [entry for entry in room.recent if not stored or entry[0] > stored[-1].id]
+            room.recent.clear()
+            for m in stored:
+                room.remember(m.id, protocol.encode({"type": "msg", "payload": m.payload()}))
+            for msg_id, frame in newer:
+                room.remember(msg_id, frame)
+            room.loaded.set_result(None)
+            return room
+        room.joining += 1
+        if room.loaded is not None and not room.loaded.done():
+            try:
+                await asyncio.shield(room.loaded)
+            except BaseException:
+                room.joining -= 1
+                self._drop_if_empty(room)
+                raise
+        return room
+
+    def _drop_if_empty(self, room: Room) -> None:
+        if not room.members and not room.joining and self.rooms.get(room.name) is room:
+            if room.timer is not None:
+                room.timer.cancel()
+            del self.rooms[room.name]
+
+    def _check_name(self, room: Room, member: Member, key: str) -> None:
+        holder = room.members.get(key)
+        if holder is None or holder is member:
+            return
+        if holder.outbox.closed:  # a connection on its way out: let the name go now
+            self._leave(holder)
+            return
+        raise ProtocolError("name_taken", "That name is already in use in this room; choose another.")
+
+    def _history(self, room: Room, since: Optional[int], older: list[Message]) -> tuple[list[str], Optional[int]]:
+        """Encoded history frames for a joiner, and the first id among them."""
+        if since is None:
+            limit = self.settings.history_limit
+            entries = list(room.recent)[-limit:] if limit else []
+        else:
+            limit = self.settings.replay_limit
+            entries = [(m.id, protocol.encode({"type": "msg", "payload": m.payload()}))
+                       for m in older if m.id <= room.last_id]
+            top = entries[-1][0] if entries else since
+            entries += [e for e in room.recent if e[0] > top]
+            entries = entries[-limit:] if limit else []
+        first = entries[0][0] if entries else None
+        return [frame for _, frame in entries], first
+
+    def _welcome(self, room: Room, member: Member, gap: Optional[dict[str, int]]) -> str:
+        names = sorted((m.name for m in room.members.values() if m.name), key=str.casefold)
+        shown = self.settings.users_shown
+        payload: dict[str, Any] = {
+            "user": member.name, "room": room.name, "ts": protocol.now(),
+            "users": names[:shown] if shown else names, "online": len(room.members),
+            "last_id": room.last_id, "gap": gap,
+        }
+        return protocol.encode({"type": "welcome", "payload": payload})
+
+    def _leave(self, member: Member) -> None:
+        room = member.room
+        if room is None:
+            return
+        member.room = None
+        if room.members.get(member.key or "") is member:
+            size = len(room.members)
+            del room.members[member.key]  # type: ignore[arg-type]
+            self._announce(room, "leave", member.name or "", size)
+        self._drop_if_empty(room)
+
+    def _announce(self, room: Room, kind: str, user: str, size: int) -> None:
+        """A join/leave notice, or, in a big room, a change folded into the next `presence` frame."""
+        limit = self.settings.notice_limit
+        if not limit or size <= limit:
+            self._broadcast(room, protocol.notice(kind, user, room.name))
+            return
+        names = room.joined if kind == "join" else room.left
+        if len(names) < PRESENCE_NAMES:
+            names.append(user)
+        else:
+            room.more += 1
+        if room.timer is None:
+            room.timer = asyncio.get_running_loop().call_later(
+                self.settings.presence_interval, self._flush_presence, room)
+
+    def _flush_presence(self, room: Room) -> None:
+        room.timer = None
+        payload = {"room": room.name, "online": len(room.members), "joined": room.joined,
+                   "left": room.left, "more": room.more, "ts": protocol.now()}
+        room.joined, room.left, room.more = [], [], 0
+        if room.members:
+            self._broadcast(room, protocol.encode({"type": "presence", "payload": payload}))
+
+    def _broadcast(self, room: Room, frame: str) -> None:
+        dropped = [m for m in room.members.values() if not m.outbox.put(frame)]
+        for member in dropped:  # closed for reading too slowly: out of the room now
+            self.overflow_closes += 1
+            log.info("closed a slow client in %s (outbox full)", room.name)
+            self._leave(member)
+
+    def _wake(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self._stopping:
+                    return
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+                if self.settings.commit_delay:
+                    await asyncio.sleep(self.settings.commit_delay)
+            batch, self._pending = self._pending, []
+            if batch:
+                await self._commit(batch)
+
+    async def _commit(self, batch: list[_Post]) -> None:
+        before: dict[str, int] = {}
+        messages = []
+        for post in batch:
+            last = self._last_ids.get(post.room, 0)
+            before.setdefault(post.room, last)
+            self._last_ids[post.room] = last + 1
+            messages.append(Message(post.room, last + 1, post.user, post.text, post.ts))
+        try:
+            await self.store.append(messages)
+        except Exception:
+            log.exception("could not store %d message(s); none were sent", len(messages))
+            self._last_ids.update(before)  # nobody saw these ids: give them out again
+            err = protocol.error("store_unavailable", "The message could not be saved, so it was not sent. Try again.")
+            for post in batch:
+                post.member.send(err)
+            return
+        rooms = self.rooms
+        for m in messages:
+            frame = protocol.encode({"type": "msg", "payload": m.payload()})
+            self._stored_ids[m.room] = m.id
+            room = rooms.get(m.room)
+            if room is not None:
+                room.remember(m.id, frame)
+                self._broadcast(room, frame)
+        self.messages_sent += len(messages)

@@ -1,0 +1,157 @@
+"""The wire protocol, apart from any I/O: parse and validate incoming frames,
+build and encode outgoing ones.
+
+docs/protocol.md is the definition; this module follows it. Everything here is a
+pure function of its inputs so it can be tested (and fuzzed) without a socket.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import unicodedata
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import orjson
+
+DEFAULT_ROOM = "lobby"
+MAX_NAME = 32
+ROOM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
+
+
+class ProtocolError(Exception):
+    """A frame the server refuses; ``code`` is the machine-readable error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Join:
+    user: str
+    room: str = DEFAULT_ROOM
+    since: Optional[int] = None
+    token: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class Msg:
+    text: str
+
+
+@dataclass(frozen=True)
+class Ping:
+    pass
+
+
+Frame = Union[Join, Msg, Ping]
+
+
+def parse(raw: Union[str, bytes], max_text: int) -> Frame:
+    """Turn one text frame into a validated :data:`Frame` or raise :class:`ProtocolError`."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ProtocolError("bad_json", "That frame is not valid JSON.") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_frame", "A frame must be a JSON object with a \"type\".")
+    kind = data.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_frame", "A frame must have a string \"type\".")
+    payload = data.get("payload", {})
+    if payload is None:
+        payload = {}
+    if not isinstance(payload, dict):
+        raise ProtocolError("bad_frame", "\"payload\" must be a JSON object.")
+    if kind == "msg":
+        return Msg(text=check_text(_field(payload, "text", str), max_text))
+    if kind == "join":
+        return _parse_join(payload)
+    if kind == "ping":
+        return Ping()
+    raise ProtocolError("unknown_type", f"Unknown frame type {_show(kind)}; expected join, msg or ping.")
+
+
+def _parse_join(payload: dict[str, Any]) -> Join:
+    user = check_name(_field(payload, "user", str))
+    room = payload.get("room")
+    if room is None:
+        room = DEFAULT_ROOM
+    elif not isinstance(room, str):
+        raise ProtocolError("bad_field", "\"room\" must be a string.")
+    room = check_room(room)
+    since = payload.get("since")
+    if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
+        raise ProtocolError("bad_field", "\"since\" must be a message id: a whole number, 0 or more.")
+    token = payload.get("token")
+    if token is not None and not isinstance(token, str):
+        raise ProtocolError("bad_field", "\"token\" must be a string.")
+    return Join(user=user, room=room, since=since, token=token or None)
+
+
+def _field(payload: dict[str, Any], name: str, kind: type) -> Any:
+    if name not in payload:
+        raise ProtocolError("bad_field", f"\"payload.{name}\" is missing.")
+    value = payload[name]
+    if not isinstance(value, kind):
+        raise ProtocolError("bad_field", f"\"payload.{name}\" must be a {kind.__name__ if kind is not str else 'string'}.")
+    return value
+
+
+def check_text(text: str, max_text: int) -> str:
+    if not text.strip():
+        raise ProtocolError("empty_text", "An empty message was not sent.")
+    if max_text and len(text) > max_text:
+        raise ProtocolError("text_too_long", f"Message is longer than {max_text} characters.")
+    return text
+
+
+def check_name(name: str) -> str:
+    name = name.strip()
+    if not name:
+        raise ProtocolError("bad_name", "Choose a name of at least one character.")
+    if len(name) > MAX_NAME:
+        raise ProtocolError("bad_name", f"Names are at most {MAX_NAME} characters.")
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
+        raise ProtocolError("bad_name", "Names cannot hold control characters.")
+    return name
+
+
+def check_room(room: str) -> str:
+    if not ROOM_RE.fullmatch(room):
+        raise ProtocolError(
+            "bad_room",
+            "Room names are 1 to 32 letters, digits, '_', '-' or '.', starting with a letter or digit.",
+        )
+    return room
+
+
+def _show(value: str) -> str:
+    return repr(value if len(value) <= 40 else value[:40] + "…")
+
+
+# --- outgoing frames -------------------------------------------------------
+
+
+def encode(frame: dict[str, Any]) -> str:
+    """Encode one outgoing frame to the text sent on the wire (done once per broadcast)."""
+    return orjson.dumps(frame).decode()
+
+
+def now() -> float:
+    return round(time.time(), 3)
+
+
+def error(code: str, message: str) -> str:
+    return encode({"type": "error", "code": code, "message": message})
+
+
+def pong() -> str:
+    return encode({"type": "pong", "ts": now()})
+
+
+def notice(kind: str, user: str, room: str) -> str:
+    return encode({"type": kind, "payload": {"user": user, "ts": now(), "room": room}})

@@ -1,0 +1,102 @@
+"""Every tunable of the chat server in one object.
+
+Values come, in rising priority, from the defaults below, ``CHAT_*`` environment
+variables and command-line flags. Each field's metadata carries its help text, so
+the flags, the environment names and the README's options table cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Optional
+
+
+def _opt(default: Any, help: str, flag: Optional[str] = None) -> Any:
+    return field(default=default, metadata={"help": help, "flag": flag})
+
+
+@dataclass
+class Settings:
+    """Chat server settings. A limit of 0 turns that limit off."""
+
+    db: str = _opt("chat.db", "History store: a SQLite path or sqlite:///path, or :memory: to keep nothing.")
+    history_limit: int = _opt(100, "Messages sent to a client that joins without `since`.")
+    replay_limit: int = _opt(1000, "Most messages replayed to a client that joins with `since`.")
+    history_keep: int = _opt(10000, "Messages kept per room in the store (0 keeps all).")
+    max_text: int = _opt(2000, "Longest message text, in characters.")
+    max_frame: int = _opt(65536, "Largest incoming WebSocket frame in bytes; larger closes with 1009.")
+    outbox: int = _opt(1000, "Frames queued for one slow client before it is closed with 1013.")
+    notice_limit: int = _opt(200, "Room size above which join/leave notices are coalesced into `presence` frames.")
+    users_shown: int = _opt(200, "Most names listed in a `welcome` frame.")
+    presence_interval: float = _opt(1.0, "Seconds between coalesced `presence` frames in big rooms.")
+    ping_interval: float = _opt(20.0, "Seconds between protocol pings to each client (0 turns pings off).")
+    ping_timeout: float = _opt(20.0, "Seconds to wait for a pong before a peer is taken for dead.")
+    commit_delay: float = _opt(0.0, "Extra seconds the history writer waits to gather a bigger batch.")
+
+    @classmethod
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> "Settings":
+        """Defaults, then ``CHAT_<NAME>`` variables, then keyword overrides."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            raw = environ.get(env_name(f.name))
+            if raw is not None and raw != "":
+                values[f.name] = _convert(f, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values).validated()
+
+    @classmethod
+    def from_args(cls, namespace: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -> "Settings":
+        """Settings from parsed flags (see :func:`add_arguments`) over the environment."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        given = {k: v for k, v in vars(namespace).items() if k in names and v is not None}
+        return cls.from_env(environ, **given)
+
+    def validated(self) -> "Settings":
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+                raise ValueError(f"setting {f.name} must not be negative (got {value})")
+        return self
+
+
+def env_name(name: str) -> str:
+    return "CHAT_" + name.upper()
+
+
+def flag_name(f: "dataclasses.Field[Any]") -> str:
+    return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+
+
+def _convert(f: "dataclasses.Field[Any]", raw: str) -> Any:
+    kind = type(f.default)
+    try:
+        if kind is bool:
+            return raw.strip().lower() in ("1", "true", "yes", "on")
+        return kind(raw)
+    except ValueError:
+        raise ValueError(f"{env_name(f.name)}={raw!r} is not a valid {kind.__name__}") from None
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add one flag per setting. Unset flags stay None so the environment wins over defaults."""
+    group = parser.add_argument_group("chat settings (each also read from CHAT_<NAME>)")
+    for f in dataclasses.fields(Settings):
+        kind = type(f.default)
+        help_text = f"{f.metadata['help']} Env {env_name(f.name)}; default {f.default!r}."
+        if kind is bool:
+            group.add_argument(flag_name(f), dest=f.name, action="store_const", const=True, default=None, help=help_text)
+        else:
+            group.add_argument(flag_name(f), dest=f.name, type=kind, default=None, help=help_text)
+    return parser
+
+
+def options_table() -> str:
+    """The README's options table, generated from the fields above."""
+    rows = ["| flag | environment | default | meaning |", "|---|---|---|---|"]
+    for f in dataclasses.fields(Settings):
+        rows.append(f"| `{flag_name(f)}` | `{env_name(f.name)}` | `{f.default!r}` | {f.metadata['help']} |")
+    return "\n".join(rows)

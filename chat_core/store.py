@@ -1,0 +1,206 @@
+"""Message history backends behind one small interface, chosen by URL.
+
+``sqlite:///chat.db`` (or a plain path) keeps history on disk; ``:memory:`` /
+``memory://`` keeps it in this process only. A backend is durable when
+:meth:`Store.append` returns: the hub broadcasts a message only after that, so
+whatever a client has seen is in the history.
+
+SQLite runs on one dedicated thread, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections import defaultdict, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Message:
+    room: str
+    id: int
+    user: str
+    text: str
+    ts: float
+
+    def payload(self) -> dict[str, Any]:
+        return {"user": self.user, "text": self.text, "ts": self.ts, "id": self.id, "room": self.room}
+
+
+class Store:
+    """The history interface. ``keep`` is how many messages a room keeps (0: all)."""
+
+    def __init__(self, keep: int = 0) -> None:
+        self.keep = keep
+
+    async def open(self) -> None:
+        """Prepare the backend (create tables...)."""
+
+    async def close(self) -> None:
+        """Release the backend; appends that returned are durable."""
+
+    async def append(self, messages: Sequence[Message]) -> None:
+        """Store a batch atomically: all of it or, raising, none."""
+        raise NotImplementedError
+
+    async def last_ids(self) -> dict[str, int]:
+        """The newest id of every room ever written to."""
+        raise NotImplementedError
+
+    async def after(self, room: str, since: int, limit: int) -> list[Message]:
+        """The newest ``limit`` messages of ``room`` with id > ``since``, oldest first."""
+        raise NotImplementedError
+
+    async def count(self) -> int:
+        raise NotImplementedError
+
+
+class MemoryStore(Store):
+    """History in this process only: gone when it stops."""
+
+    def __init__(self, keep: int = 0) -> None:
+        super().__init__(keep)
+        self._rooms: defaultdict[str, deque[Message]] = defaultdict(lambda: deque(maxlen=keep or None))
+
+    async def append(self, messages: Sequence[Message]) -> None:
+        for m in messages:
+            self._rooms[m.room].append(m)
+
+    async def last_ids(self) -> dict[str, int]:
+        return {room: q[-1].id for room, q in self._rooms.items() if q}
+
+    async def after(self, room: str, since: int, limit: int) -> list[Message]:
+        q = self._rooms.get(room)
+        if not q:
+            return []
+        out: list[Message] = []
+        for m in reversed(q):
+            if m.id <= since or len(out) >= limit:
+                break
+            out.append(m)
+        out.reverse()
+        return out
+
+    async def count(self) -> int:
+        return sum(len(q) for q in self._rooms.values())
+
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    room TEXT NOT NULL,
+    id   INTEGER NOT NULL,
+    user TEXT NOT NULL,
+    text TEXT NOT NULL,
+    ts   REAL NOT NULL,
+    PRIMARY KEY (room, id)
+) WITHOUT ROWID;
+"""
+
+
+class SQLiteStore(Store):
+    """History in a SQLite file, in WAL mode, written in batches (group commit).
+
+    ``synchronous=NORMAL`` in WAL mode: a committed batch survives the process being
+    killed; a power cut may lose the last batches (``durable=True`` makes every commit
+    wait for the disk).
+    """
+
+    def __init__(self, path: str, keep: int = 0, durable: bool = False) -> None:
+        super().__init__(keep)
+        self.path = path
+        self.durable = durable
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-sqlite")
+        self._db: Optional[sqlite3.Connection] = None
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    async def open(self) -> None:
+        await self._run(self._open)
+
+    def _open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=" + ("FULL" if self.durable else "NORMAL"))
+        db.executescript(SCHEMA)
+        self._db = db
+
+    async def close(self) -> None:
+        if self._db is not None:
+            await self._run(self._db.close)
+            self._db = None
+        self._executor.shutdown(wait=True)
+
+    async def append(self, messages: Sequence[Message]) -> None:
+        await self._run(self._append, messages)
+
+    def _append(self, messages: Sequence[Message]) -> None:
+        db = self._db
+        assert db is not None, "store is not open"
+        rows = [(m.room, m.id, m.user, m.text, m.ts) for m in messages]
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT INTO messages (room, id, user, text, ts) VALUES (?, ?, ?, ?, ?)", rows)
+            if self.keep:
+                self._prune(db, messages)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def _prune(self, db: sqlite3.Connection, messages: Sequence[Message]) -> None:
+        # Prune a room each time its newest id crosses a multiple of 100: cheap and bounded.
+        newest: dict[str, int] = {}
+        for m in messages:
+            newest[m.room] = m.id
+        first = {}
+        for m in reversed(messages):
+            first[m.room] = m.id
+        for room, top in newest.items():
+            if top // 100 != (first[room] - 1) // 100 and top > self.keep:
+                db.execute("DELETE FROM messages WHERE room = ? AND id <= ?", (room, top - self.keep))
+
+    async def last_ids(self) -> dict[str, int]:
+        return await self._run(self._last_ids)
+
+    def _last_ids(self) -> dict[str, int]:
+        assert self._db is not None
+        return dict(self._db.execute("SELECT room, MAX(id) FROM messages GROUP BY room").fetchall())
+
+    async def after(self, room: str, since: int, limit: int) -> list[Message]:
+        return await self._run(self._after, room, since, limit)
+
+    def _after(self, room: str, since: int, limit: int) -> list[Message]:
+        assert self._db is not None
+        rows = self._db.execute(
+            "SELECT room, id, user, text, ts FROM messages WHERE room = ? AND id > ? ORDER BY id DESC LIMIT ?",
+            (room, since, limit),
+        ).fetchall()
+        return [Message(*row) for row in reversed(rows)]
+
+    async def count(self) -> int:
+        return await self._run(lambda: self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])  # type: ignore[union-attr]
+
+
+def open_store(url: str, keep: int = 0) -> Store:
+    """Pick a backend from a URL the way encode/broadcaster does:
+    ``sqlite:///path``, a plain file path, or ``:memory:`` / ``memory://``."""
+    if url in (":memory:", "memory://", "memory:", ""):
+        return MemoryStore(keep)
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite:///"):]  # sqlite:///rel.db is relative, sqlite:////abs.db absolute
+        if path in ("", ":memory:"):
+            return MemoryStore(keep)
+        return SQLiteStore(path, keep)
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise ValueError(f"unknown history store {scheme!r}: use sqlite:///path, a file path or :memory:")
+    return SQLiteStore(url, keep)
