@@ -18,19 +18,24 @@ log = logging.getLogger("chat_core.outbox")
 
 SendFn = Callable[[str], Awaitable[None]]
 CloseFn = Callable[[int, str], Awaitable[None]]
+AbandonFn = Callable[[], None]
 
 CLOSE_TIMEOUT = 5.0  # seconds to get a close frame out before giving up on the peer
 
 
 class Outbox:
-    __slots__ = ("_send", "_close", "_limit", "_queue", "_waiter", "_close_code", "_close_reason", "task", "closed")
+    __slots__ = ("_send", "_close", "_abandon", "_limit", "_extra", "_queue", "_waiter", "_sending", "_close_code", "_close_reason",
+                 "task", "closed")
 
-    def __init__(self, send: SendFn, close: CloseFn, limit: int) -> None:
+    def __init__(self, send: SendFn, close: CloseFn, limit: int, abandon: Optional[AbandonFn] = None) -> None:
         self._send = send
         self._close = close
+        self._abandon = abandon  # called when even the close frame cannot be delivered
         self._limit = limit
+        self._extra = 0  # room for a history burst, until the queue next runs empty
         self._queue: deque[str] = deque()
         self._waiter: Optional[asyncio.Future[None]] = None
+        self._sending = False  # the sender is inside a send (maybe stuck on a peer that does not read)
         self._close_code = 0
         self._close_reason = ""
         self.task: Optional[asyncio.Task[None]] = None
@@ -46,7 +51,7 @@ class Outbox:
         """Queue one frame without waiting. False when the connection is (now) closing."""
         if self.closed:
             return False
-        if self._limit and len(self._queue) >= self._limit:
+        if self._limit and len(self._queue) >= self._limit + self._extra:
             self.close(1013, "outbox overflow: reading too slowly")
             return False
         self._queue.append(frame)
@@ -59,6 +64,7 @@ class Outbox:
         """Queue a burst (history on join) that the limit does not count against."""
         if self.closed:
             return
+        self._extra += len(frames)
         self._queue.extend(frames)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
@@ -72,12 +78,11 @@ class Outbox:
         self._close_code, self._close_reason = code, reason
         if drop:
             self._queue.clear()
-        task = self.task
-        if task is not None and (drop or self._waiter is not None):
-            if self._waiter is not None and not self._waiter.done():
-                self._waiter.set_result(None)
-            elif drop and not task.done():
-                task.cancel()  # it may be stuck writing to a peer that does not read
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+        elif drop and self._sending and self.task is not None:
+            self.task.cancel()  # stuck writing to a peer that does not read: give up on that frame
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -85,9 +90,14 @@ class Outbox:
         try:
             while True:
                 while queue:
-                    await self._send(queue.popleft())
+                    self._sending = True
+                    try:
+                        await self._send(queue.popleft())
+                    finally:
+                        self._sending = False
                 if self.closed:
                     break
+                self._extra = 0
                 self._waiter = loop.create_future()
                 try:
                     await self._waiter
@@ -103,5 +113,9 @@ class Outbox:
         if self._close_code:
             try:
                 await asyncio.wait_for(self._close(self._close_code, self._close_reason), CLOSE_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.info("peer did not take the close frame within %ss: abandoning it", CLOSE_TIMEOUT)
+                if self._abandon is not None:
+                    self._abandon()
             except Exception as exc:
                 log.debug("close failed: %r", exc)

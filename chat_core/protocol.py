@@ -65,7 +65,7 @@ def parse(raw: Union[str, bytes], max_text: int) -> Frame:
     if payload is None:
         payload = {}
     if not isinstance(payload, dict):
-        raise ProtocolError("bad_frame", "\"payload\" must be a JSON object.")
+        raise ProtocolError("bad_frame", "The \"payload\" must be a JSON object.")
     if kind == "msg":
         return Msg(text=check_text(_field(payload, "text", str), max_text))
     if kind == "join":
@@ -81,23 +81,23 @@ def _parse_join(payload: dict[str, Any]) -> Join:
     if room is None:
         room = DEFAULT_ROOM
     elif not isinstance(room, str):
-        raise ProtocolError("bad_field", "\"room\" must be a string.")
+        raise ProtocolError("bad_field", "The field \"room\" must be a string.")
     room = check_room(room)
     since = payload.get("since")
     if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
-        raise ProtocolError("bad_field", "\"since\" must be a message id: a whole number, 0 or more.")
+        raise ProtocolError("bad_field", "The field \"since\" must be a message id: a whole number, 0 or more.")
     token = payload.get("token")
     if token is not None and not isinstance(token, str):
-        raise ProtocolError("bad_field", "\"token\" must be a string.")
+        raise ProtocolError("bad_field", "The field \"token\" must be a string.")
     return Join(user=user, room=room, since=since, token=token or None)
 
 
 def _field(payload: dict[str, Any], name: str, kind: type) -> Any:
     if name not in payload:
-        raise ProtocolError("bad_field", f"\"payload.{name}\" is missing.")
+        raise ProtocolError("bad_field", f"The field \"payload.{name}\" is missing.")
     value = payload[name]
     if not isinstance(value, kind):
-        raise ProtocolError("bad_field", f"\"payload.{name}\" must be a {kind.__name__ if kind is not str else 'string'}.")
+        raise ProtocolError("bad_field", f"The field \"payload.{name}\" must be a {'string' if kind is str else kind.__name__}.")
     return value
 
 

@@ -6,6 +6,7 @@ and hands them to the hub; all chat logic lives in :mod:`chat_core.hub`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -66,7 +67,16 @@ class ChatServer:
         async def close(code: int, reason: str) -> None:
             await websocket.close(code, reason)
 
-        outbox = Outbox(websocket.send_text, close, s.outbox)
+        route = asyncio.current_task()
+        abandoned = False
+
+        def abandon() -> None:  # the peer stopped reading for good: stop waiting on it
+            nonlocal abandoned
+            abandoned = True
+            if route is not None:
+                route.cancel()
+
+        outbox = Outbox(websocket.send_text, close, s.outbox, abandon)
         member = hub.attach(outbox, websocket.client.host if websocket.client else "")
         outbox.start()
         try:
@@ -82,12 +92,15 @@ class ChatServer:
                     outbox.close(1009, "frame too big")
                     break
                 await self.handle(member, text)
+        except asyncio.CancelledError:
+            if not abandoned:
+                raise
         finally:
             hub.detach(member)
             if not outbox.closed:
                 outbox.close(0)  # the peer is gone: nothing more to send, no close frame
-            if outbox.task is not None:
-                await outbox.task
+            if outbox.task is not None and outbox.task is not asyncio.current_task():
+                await asyncio.wait([outbox.task])
 
     async def handle(self, member: Member, text: str) -> None:
         """One text frame from a client: parse, validate, hand over; errors go back as frames."""

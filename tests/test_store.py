@@ -1,0 +1,73 @@
+"""History backends: real SQLite files and the memory store."""
+
+import asyncio
+
+import pytest
+
+from chat_core.store import MemoryStore, Message, SQLiteStore, open_store
+
+
+def msgs(room, start, n):
+    return [Message(room, i, "u", f"t{i}", 1.0 + i) for i in range(start, start + n)]
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def make_store(request, tmp_path):
+    def make(keep=0):
+        return SQLiteStore(str(tmp_path / "h.db"), keep) if request.param == "sqlite" else MemoryStore(keep)
+    return make
+
+
+def test_append_after_last_ids(make_store):
+    async def go():
+        s = make_store()
+        await s.open()
+        await s.append(msgs("a", 1, 5) + msgs("b", 1, 2))
+        assert await s.last_ids() == {"a": 5, "b": 2}
+        assert [m.id for m in await s.after("a", 0, 100)] == [1, 2, 3, 4, 5]
+        assert [m.id for m in await s.after("a", 2, 100)] == [3, 4, 5]
+        assert [m.id for m in await s.after("a", 0, 2)] == [4, 5]  # the newest, oldest first
+        assert await s.after("nowhere", 0, 10) == []
+        assert await s.count() == 7
+        await s.close()
+    asyncio.run(go())
+
+
+def test_sqlite_survives_reopen_and_batches_are_atomic(tmp_path):
+    async def go():
+        path = str(tmp_path / "h.db")
+        s = SQLiteStore(path)
+        await s.open()
+        await s.append(msgs("a", 1, 3))
+        with pytest.raises(Exception):
+            await s.append(msgs("a", 4, 2) + msgs("a", 3, 1))  # id 3 again: whole batch refused
+        await s.close()
+        s2 = SQLiteStore(path)
+        await s2.open()
+        assert [m.id for m in await s2.after("a", 0, 100)] == [1, 2, 3]
+        assert (await s2.after("a", 2, 1))[0] == Message("a", 3, "u", "t3", 4.0)
+        await s2.close()
+    asyncio.run(go())
+
+
+def test_keep_prunes_old_messages_but_not_the_newest_id(make_store):
+    async def go():
+        s = make_store(keep=150)
+        await s.open()
+        for start in range(1, 401, 50):
+            await s.append(msgs("a", start, 50))
+        kept = await s.after("a", 0, 10_000)
+        assert kept[-1].id == 400 and 150 <= len(kept) <= 250
+        assert (await s.last_ids())["a"] == 400
+        await s.close()
+    asyncio.run(go())
+
+
+def test_open_store_urls(tmp_path):
+    assert isinstance(open_store(":memory:"), MemoryStore)
+    assert isinstance(open_store("memory://"), MemoryStore)
+    assert open_store(f"sqlite:///{tmp_path}/x.db").path == f"{tmp_path}/x.db"
+    assert open_store("sqlite:///rel.db").path == "rel.db"
+    assert open_store("chat.db").path == "chat.db"
+    with pytest.raises(ValueError, match="unknown history store"):
+        open_store("postgres://x")
