@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import uvicorn
-
+from .serve import serve
 from .settings import Settings, add_arguments
 from .web import create_app
 
@@ -15,15 +14,13 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 def main(argv: "list[str] | None" = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m chat_core", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
+    parser.add_argument("--port", type=int, default=8000, help="Port to listen on.")
     add_arguments(parser)
     args = parser.parse_args(argv)
     settings = Settings.from_args(args)
-    app = create_app(settings, assets_dir=ASSETS if ASSETS.is_dir() else None)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info",
-                ws_max_size=settings.max_frame or 16 * 1024 * 1024,
-                ws_ping_interval=settings.ping_interval or None, ws_ping_timeout=settings.ping_timeout or None)
+    app = create_app(settings, assets_dir=ASSETS if (ASSETS / "page.html").is_file() else None)
+    serve(app, args.host, args.port, settings, log_level="info")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from . import protocol
 from .outbox import Outbox
+from .identity import Tokens
 from .protocol import Join, ProtocolError
 from .settings import Settings
 from .store import Message, Store
@@ -24,6 +25,7 @@ from .store import Message, Store
 log = logging.getLogger("chat_core.hub")
 
 PRESENCE_NAMES = 50  # names listed per `presence` frame, each of joined / left
+REPLACED = 4001  # close code for a connection whose user reconnected elsewhere with a resume token
 
 
 class Member:
@@ -79,9 +81,10 @@ class _Post:
 class Hub:
     """Everything the server knows about who is where. One per process."""
 
-    def __init__(self, settings: Settings, store: Store) -> None:
+    def __init__(self, settings: Settings, store: Store, tokens: Optional[Tokens] = None) -> None:
         self.settings = settings
         self.store = store
+        self.tokens = tokens
         self.rooms: dict[str, Room] = {}
         self.members: set[Member] = set()
         self.overflow_closes = 0
@@ -104,10 +107,10 @@ class Hub:
         self._stored_ids = dict(self._last_ids)
         self._writer = asyncio.get_running_loop().create_task(self._write_loop())
 
-    async def stop(self, code: int = 1001, reason: str = "server shutting down", timeout: float = 3.0) -> None:
-        """Write what is pending, close every connection with ``code``, close the store."""
+    async def close_all(self, code: int = 1001, reason: str = "server shutting down", timeout: float = 3.0) -> None:
+        """Write what is pending, then close every connection with ``code`` after its queued frames."""
         self._stopping = True
-        if self._writer is not None:
+        if self._writer is not None and not self._writer.done():
             self._wake()
             try:
                 await asyncio.wait_for(asyncio.shield(self._writer), timeout)
@@ -117,6 +120,7 @@ class Hub:
         for room in self.rooms.values():
             if room.timer is not None:
                 room.timer.cancel()
+                room.timer = None
         tasks = []
         for member in list(self.members):
             member.outbox.close(code, reason, drop=False)
@@ -124,6 +128,10 @@ class Hub:
                 tasks.append(member.outbox.task)
         if tasks:
             await asyncio.wait(tasks, timeout=timeout)
+
+    async def stop(self) -> None:
+        """Close every connection (1001) and the store."""
+        await self.close_all()
         await self.store.close()
 
     # --- connections -------------------------------------------------------
@@ -143,7 +151,7 @@ class Hub:
         key = join.user.casefold()
         room = await self._open_room(join.room)  # counts us in room.joining
         try:
-            self._check_name(room, member, key)
+            self._check_name(room, member, key, join.token)
             since = join.since
             if since is not None and since > room.last_id:
                 since = None  # the client knows ids this server never gave out: start afresh
@@ -151,7 +159,7 @@ class Hub:
             if since is not None and since + 1 < room.first_cached:
                 older = await self.store.after(room.name, since, self.settings.replay_limit)
             # From here on nothing awaits: the room cannot change under us.
-            self._check_name(room, member, key)
+            self._check_name(room, member, key, join.token)
             if member.outbox.closed:
                 raise ProtocolError("closed", "connection closed")
         except BaseException:
@@ -177,6 +185,8 @@ class Hub:
         """Queue a chat message from ``member``; it is broadcast once stored."""
         if member.room is None or member.name is None:
             raise ProtocolError("not_joined", "Join a room (send a \"join\" frame) before sending messages.")
+        if self._stopping:
+            raise ProtocolError("shutting_down", "The server is restarting; send it again once reconnected.")
         self._pending.append(_Post(member, member.room.name, member.name, text, protocol.now()))
         self._wake()
 
@@ -240,14 +250,20 @@ class Hub:
                 room.timer.cancel()
             del self.rooms[room.name]
 
-    def _check_name(self, room: Room, member: Member, key: str) -> None:
+    def _check_name(self, room: Room, member: Member, key: str, token: Optional[str]) -> None:
+        """Free, ours, or held by a connection that the resume token proves stale; else refused."""
         holder = room.members.get(key)
         if holder is None or holder is member:
             return
         if holder.outbox.closed:  # a connection on its way out: let the name go now
             self._leave(holder)
             return
-        raise ProtocolError("name_taken", "That name is already in use in this room; choose another.")
+        if token is None:
+            raise ProtocolError("name_taken", "That name is already in use in this room; choose another.")
+        if self.tokens is None or not self.tokens.check(token, key):
+            raise ProtocolError("bad_token", "That resume token is not valid for this name.")
+        holder.outbox.close(REPLACED, "replaced by a newer connection of the same user")
+        self._leave(holder)
 
     def _history(self, room: Room, since: Optional[int], older: list[Message]) -> tuple[list[str], Optional[int]]:
         """Encoded history frames for a joiner, and the first id among them."""
@@ -272,6 +288,8 @@ class Hub:
             "users": names[:shown] if shown else names, "online": len(room.members),
             "last_id": room.last_id, "gap": gap,
         }
+        if self.tokens is not None and member.name:
+            payload["token"] = self.tokens.issue(member.name)
         return protocol.encode({"type": "welcome", "payload": payload})
 
     def _leave(self, member: Member) -> None:

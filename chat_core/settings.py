@@ -35,6 +35,17 @@ class Settings:
     ping_interval: float = _opt(20.0, "Seconds between protocol pings to each client (0 turns pings off).")
     ping_timeout: float = _opt(20.0, "Seconds to wait for a pong before a peer is taken for dead.")
     commit_delay: float = _opt(0.0, "Extra seconds the history writer waits to gather a bigger batch.")
+    secret: str = _opt("", "Secret for resume tokens; empty: generated once and kept in <db>.secret.")
+    rate: float = _opt(5.0, "Messages per second per connection (token bucket rate).")
+    burst: int = _opt(10, "Messages a connection may send in a burst.")
+    flood_limit: int = _opt(20, "Refused (rate-limited) messages, net of `rate` forgiven per second, before close 1008.")
+    join_rate: float = _opt(1.0, "Joins per second per connection.")
+    join_burst: int = _opt(5, "Joins a connection may make in a burst.")
+    max_conn_per_ip: int = _opt(20, "Open WebSocket connections per client address.")
+    trust_proxy: str = _opt("", "Trust X-Forwarded-For/-Host: '' no, N: N proxies in front, 'first': leftmost entry (default on a Space).")
+    allowed_origins: str = _opt("", "Other origins allowed to open /ws, comma-separated; '*' in a host matches one label (https://*.hf.space).")
+    require_origin: bool = _opt(False, "Refuse WebSocket connections that send no Origin header (scripts, bots).")
+    auth: str = _opt("", "Logins 'user:password', comma-separated: protects the UI, /ws and the API; chat name = login name.")
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> "Settings":
@@ -46,7 +57,20 @@ class Settings:
             if raw is not None and raw != "":
                 values[f.name] = _convert(f, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
+        if "trust_proxy" not in values and environ.get("SPACE_ID"):
+            values["trust_proxy"] = "first"  # a Hugging Face Space: every connection comes through its proxy
         return cls(**values).validated()
+
+    def logins(self) -> dict[str, str]:
+        """``auth`` as {user: password}."""
+        pairs = {}
+        for item in self.auth.split(","):
+            if item.strip():
+                user, sep, password = item.strip().partition(":")
+                if not sep or not user or not password:
+                    raise ValueError("auth entries are user:password, comma-separated")
+                pairs[user] = password
+        return pairs
 
     @classmethod
     def from_args(cls, namespace: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -> "Settings":

@@ -53,8 +53,9 @@ class Store:
         """The newest id of every room ever written to."""
         raise NotImplementedError
 
-    async def after(self, room: str, since: int, limit: int) -> list[Message]:
-        """The newest ``limit`` messages of ``room`` with id > ``since``, oldest first."""
+    async def after(self, room: str, since: int, limit: int, first: bool = False) -> list[Message]:
+        """``limit`` messages of ``room`` with id > ``since``, oldest first: the newest
+        such messages, or with ``first`` the ones right after ``since`` (to page forward)."""
         raise NotImplementedError
 
     async def count(self) -> int:
@@ -75,10 +76,12 @@ class MemoryStore(Store):
     async def last_ids(self) -> dict[str, int]:
         return {room: q[-1].id for room, q in self._rooms.items() if q}
 
-    async def after(self, room: str, since: int, limit: int) -> list[Message]:
+    async def after(self, room: str, since: int, limit: int, first: bool = False) -> list[Message]:
         q = self._rooms.get(room)
         if not q:
             return []
+        if first:
+            return [m for m in q if m.id > since][:limit]
         out: list[Message] = []
         for m in reversed(q):
             if m.id <= since or len(out) >= limit:
@@ -175,16 +178,17 @@ class SQLiteStore(Store):
         assert self._db is not None
         return dict(self._db.execute("SELECT room, MAX(id) FROM messages GROUP BY room").fetchall())
 
-    async def after(self, room: str, since: int, limit: int) -> list[Message]:
-        return await self._run(self._after, room, since, limit)
+    async def after(self, room: str, since: int, limit: int, first: bool = False) -> list[Message]:
+        return await self._run(self._after, room, since, limit, first)
 
-    def _after(self, room: str, since: int, limit: int) -> list[Message]:
+    def _after(self, room: str, since: int, limit: int, first: bool) -> list[Message]:
         assert self._db is not None
+        order = "ASC" if first else "DESC"
         rows = self._db.execute(
-            "SELECT room, id, user, text, ts FROM messages WHERE room = ? AND id > ? ORDER BY id DESC LIMIT ?",
+            f"SELECT room, id, user, text, ts FROM messages WHERE room = ? AND id > ? ORDER BY id {order} LIMIT ?",
             (room, since, limit),
         ).fetchall()
-        return [Message(*row) for row in reversed(rows)]
+        return [Message(*row) for row in (rows if first else reversed(rows))]
 
     async def count(self) -> int:
         return await self._run(lambda: self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])  # type: ignore[union-attr]

@@ -1,7 +1,8 @@
 """The FastAPI adapter: ``/ws``, the HTTP API and the plain ``/chat`` page.
 
-Deliberately thin: the WebSocket route turns socket events into parsed frames
-and hands them to the hub; all chat logic lives in :mod:`chat_core.hub`.
+Deliberately thin: the WebSocket route admits or refuses the handshake, applies
+per-connection limits, turns socket events into parsed frames and hands them to
+the hub; all chat logic lives in :mod:`chat_core.hub`.
 """
 
 from __future__ import annotations
@@ -12,12 +13,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Optional
 
-from fastapi import APIRouter, FastAPI, HTTPException, Query, WebSocket
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import protocol
+from .admission import Authenticator, address_of, basic_auth, origin_allowed
 from .hub import Hub, Member
+from .identity import Tokens, load_secret
+from .limits import AddressCounter, Flood, TokenBucket
 from .outbox import Outbox
 from .protocol import Join, Msg, Ping, ProtocolError
 from .settings import Settings
@@ -25,19 +29,48 @@ from .store import open_store
 
 log = logging.getLogger("chat_core.web")
 
+POLICY = 1008
+
+
+class Session:
+    """Per-connection state at the edge: the hub member, its limits, its login."""
+
+    __slots__ = ("member", "messages", "joins", "flood", "login")
+
+    def __init__(self, member: Member, s: Settings, login: Optional[str]) -> None:
+        self.member = member
+        self.messages = TokenBucket(s.rate, s.burst)
+        self.joins = TokenBucket(s.join_rate, s.join_burst)
+        self.flood = Flood(s.rate, s.flood_limit)
+        self.login = login
+
 
 class ChatServer:
-    """The hub plus the routes that reach it; start/stop it with :meth:`lifespan`."""
+    """The hub plus the routes that reach it; start/stop it with :meth:`lifespan`.
 
-    def __init__(self, settings: Optional[Settings] = None) -> None:
+    ``authenticate`` maps a request to the logged-in user (None: not logged in);
+    when given, every route refuses anyone not logged in and chat names are login names.
+    """
+
+    def __init__(self, settings: Optional[Settings] = None, authenticate: Optional[Authenticator] = None) -> None:
         self.settings = settings or Settings.from_env()
+        self.authenticate = authenticate
         self.hub: Optional[Hub] = None
+        self.addresses = AddressCounter(self.settings.max_conn_per_ip)
 
     async def start(self) -> None:
+        if self.hub is not None:
+            return
         s = self.settings
-        self.hub = Hub(s, open_store(s.db, keep=s.history_keep))
+        tokens = Tokens(load_secret(s.secret, s.db))
+        self.hub = Hub(s, open_store(s.db, keep=s.history_keep), tokens)
         await self.hub.start()
         log.info("chat history in %s", s.db)
+
+    async def close_connections(self, code: int = 1001) -> None:
+        """Close every chat connection (history written first); the server keeps running."""
+        if self.hub is not None:
+            await self.hub.close_all(code)
 
     async def stop(self) -> None:
         if self.hub is not None:
@@ -59,10 +92,41 @@ class ChatServer:
 
     # --- WebSocket ---------------------------------------------------------
 
+    def _admit(self, websocket: WebSocket) -> tuple[Optional[str], Optional[str]]:
+        """(login, None) to accept, or (None, reason) to refuse the handshake."""
+        s, h = self.settings, websocket.headers
+        if not origin_allowed(h.get("origin"), h.get("host"), s, h.get("x-forwarded-host")):
+            return None, f"origin {h.get('origin')!r} not allowed"
+        login = None
+        if self.authenticate is not None:
+            login = self.authenticate(websocket)
+            if login is None:
+                return None, "not logged in"
+        return login, None
+
     async def websocket(self, websocket: WebSocket) -> None:
         hub = self._hub()
         s = self.settings
-        await websocket.accept()
+        login, refusal = self._admit(websocket)
+        if refusal is not None:
+            log.info("refused a WebSocket from %s: %s", websocket.client, refusal)
+            await websocket.close(POLICY)  # before accept: the handshake gets HTTP 403
+            return
+        address = address_of(websocket, s)
+        if not self.addresses.acquire(address):
+            await websocket.accept()
+            await websocket.send_text(protocol.error(
+                "too_many_connections", f"This address already has {s.max_conn_per_ip} open connections."))
+            await websocket.close(POLICY, "too many connections")
+            return
+        try:
+            await websocket.accept()
+            await self._serve(websocket, hub, login)
+        finally:
+            self.addresses.release(address)
+
+    async def _serve(self, websocket: WebSocket, hub: Hub, login: Optional[str]) -> None:
+        s = self.settings
 
         async def close(code: int, reason: str) -> None:
             await websocket.close(code, reason)
@@ -77,7 +141,7 @@ class ChatServer:
                 route.cancel()
 
         outbox = Outbox(websocket.send_text, close, s.outbox, abandon)
-        member = hub.attach(outbox, websocket.client.host if websocket.client else "")
+        session = Session(hub.attach(outbox, address_of(websocket, s)), s, login)
         outbox.start()
         try:
             while not outbox.closed:
@@ -86,30 +150,41 @@ class ChatServer:
                     break
                 text = event.get("text")
                 if text is None:
-                    member.send(protocol.error("binary_not_supported", "Send text frames holding JSON; binary frames are not read."))
+                    session.member.send(protocol.error(
+                        "binary_not_supported", "Send text frames holding JSON; binary frames are not read."))
                     continue
                 if s.max_frame and len(text) > s.max_frame // 4 and len(text.encode()) > s.max_frame:
                     outbox.close(1009, "frame too big")
                     break
-                await self.handle(member, text)
+                await self.handle(session, text)
         except asyncio.CancelledError:
             if not abandoned:
                 raise
         finally:
-            hub.detach(member)
+            hub.detach(session.member)
             if not outbox.closed:
                 outbox.close(0)  # the peer is gone: nothing more to send, no close frame
             if outbox.task is not None and outbox.task is not asyncio.current_task():
                 await asyncio.wait([outbox.task])
 
-    async def handle(self, member: Member, text: str) -> None:
-        """One text frame from a client: parse, validate, hand over; errors go back as frames."""
+    async def handle(self, session: Session, text: str) -> None:
+        """One text frame from a client: parse, validate, limit, hand over; errors go back as frames."""
         hub = self._hub()
+        member = session.member
         try:
             frame = protocol.parse(text, self.settings.max_text)
             if isinstance(frame, Msg):
+                if not session.messages.take():
+                    if session.flood.strike():
+                        member.outbox.close(POLICY, "flooding")
+                        return
+                    raise ProtocolError("rate_limited", "Slow down: that message was not sent.")
                 hub.post(member, frame.text)
             elif isinstance(frame, Join):
+                if not session.joins.take():
+                    raise ProtocolError("rate_limited", "Too many joins; wait a moment and try again.")
+                if session.login is not None:
+                    frame = Join(session.login, frame.room, frame.since, frame.token)
                 await hub.join(member, frame)
             elif isinstance(frame, Ping):
                 member.send(protocol.pong())
@@ -118,27 +193,34 @@ class ChatServer:
 
     # --- HTTP --------------------------------------------------------------
 
+    def _require_login(self, request: Request) -> None:
+        if self.authenticate is not None and self.authenticate(request) is None:
+            raise HTTPException(401, "log in first", headers={"WWW-Authenticate": 'Basic realm="chat"'})
+
     def router(self) -> APIRouter:
         router = APIRouter()
         router.add_api_websocket_route("/ws", self.websocket)
+        guarded = [Depends(self._require_login)]
 
-        @router.get("/api/rooms", tags=["chat"], summary="Rooms with their online counts")
+        @router.get("/api/rooms", tags=["chat"], summary="Rooms with their online counts", dependencies=guarded)
         async def rooms() -> dict[str, Any]:
             return {"rooms": self._hub().rooms_summary()}
 
-        @router.get("/api/rooms/{room}/messages", tags=["chat"], summary="A room's history, oldest first")
+        @router.get("/api/rooms/{room}/messages", tags=["chat"], summary="A room's history, oldest first",
+                    dependencies=guarded)
         async def messages(
             room: str,
-            since: int = Query(0, ge=0, description="Only messages with an id greater than this"),
-            limit: int = Query(100, ge=1, le=10000, description="At most this many (the newest)"),
+            since: Optional[int] = Query(None, ge=0, description=(
+                "Page forward: the first `limit` messages with an id greater than this. "
+                "Without it: the newest `limit` messages.")),
+            limit: int = Query(100, ge=1, le=1000, description="At most this many"),
         ) -> dict[str, Any]:
             try:
                 protocol.check_room(room)
             except ProtocolError as exc:
                 raise HTTPException(422, exc.message) from None
             hub = self._hub()
-            limit = min(limit, self.settings.replay_limit or limit)
-            found = await hub.store.after(room, since, limit)
+            found = await hub.store.after(room, since or 0, limit, first=since is not None)
             return {"room": room, "messages": [m.payload() for m in found]}
 
         @router.get("/healthz", tags=["chat"], summary="Liveness and counts")
@@ -148,16 +230,23 @@ class ChatServer:
         return router
 
 
-def create_app(settings: Optional[Settings] = None, assets_dir: Optional[Path] = None) -> FastAPI:
-    """A FastAPI app serving the chat; with ``assets_dir``, also ``/chat`` and ``/assets``."""
-    server = ChatServer(settings)
+def create_app(settings: Optional[Settings] = None, assets_dir: Optional[Path] = None,
+               authenticate: Optional[Authenticator] = None) -> FastAPI:
+    """A FastAPI app serving the chat; with ``assets_dir``, also ``/chat`` and ``/assets``.
+
+    With ``settings.auth`` and no ``authenticate`` given, logins are checked as HTTP Basic.
+    """
+    settings = settings or Settings.from_env()
+    if authenticate is None and settings.auth:
+        authenticate = basic_auth(settings.logins())
+    server = ChatServer(settings, authenticate)
     app = FastAPI(title="Realtime chat", lifespan=server.lifespan)
     app.state.chat = server
     app.include_router(server.router())
     if assets_dir is not None:
         page = Path(assets_dir) / "page.html"
 
-        @app.get("/chat", include_in_schema=False)
+        @app.get("/chat", include_in_schema=False, dependencies=[Depends(server._require_login)])
         async def chat_page() -> FileResponse:
             return FileResponse(page, media_type="text/html")
 

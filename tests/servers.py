@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
+NO_LIMITS = {"CHAT_RATE": "0", "CHAT_JOIN_RATE": "0", "CHAT_MAX_CONN_PER_IP": "0"}
 
 
 def free_port() -> int:
@@ -28,7 +29,8 @@ class ServerProcess:
                  command: Optional[Sequence[str]] = None, log_path: Optional[Path] = None) -> None:
         self.port = port or free_port()
         self.args = list(args)
-        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+        # Abuse limits are off unless a test sets them: most tests send in bursts on purpose.
+        self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **NO_LIMITS, **(env or {})}
         self.command = list(command) if command else [sys.executable, "-m", "chat_core"]
         self.log_path = log_path
         self.proc: Optional[subprocess.Popen] = None

@@ -27,6 +27,7 @@ def test_append_after_last_ids(make_store):
         assert [m.id for m in await s.after("a", 0, 100)] == [1, 2, 3, 4, 5]
         assert [m.id for m in await s.after("a", 2, 100)] == [3, 4, 5]
         assert [m.id for m in await s.after("a", 0, 2)] == [4, 5]  # the newest, oldest first
+        assert [m.id for m in await s.after("a", 1, 2, first=True)] == [2, 3]  # paging forward
         assert await s.after("nowhere", 0, 10) == []
         assert await s.count() == 7
         await s.close()

@@ -1,0 +1,97 @@
+"""Abuse limits: token buckets per connection and a connection count per address.
+
+Every limit is a setting where 0 turns it off.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from typing import Optional
+
+
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` saved up. ``rate`` 0: unlimited."""
+
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.tokens = self.burst
+        self.stamp = time.monotonic()
+
+    def take(self) -> bool:
+        if not self.rate:
+            return True
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            return True
+        return False
+
+
+class Flood:
+    """Counts refused messages, forgetting ``rate`` of them a second; past ``limit`` the
+    sender is flooding and gets closed."""
+
+    __slots__ = ("rate", "limit", "level", "stamp")
+
+    def __init__(self, rate: float, limit: int) -> None:
+        self.rate = rate
+        self.limit = limit
+        self.level = 0.0
+        self.stamp = time.monotonic()
+
+    def strike(self) -> bool:
+        """Count one refusal; True when the limit is passed."""
+        now = time.monotonic()
+        self.level = max(0.0, self.level - (now - self.stamp) * self.rate) + 1.0
+        self.stamp = now
+        return bool(self.limit) and self.level > self.limit
+
+
+class AddressCounter:
+    """Open connections per client address, with a cap (0: no cap)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.open: Counter[str] = Counter()
+
+    def acquire(self, address: str) -> bool:
+        if self.cap and self.open[address] >= self.cap:
+            return False
+        self.open[address] += 1
+        return True
+
+    def release(self, address: str) -> None:
+        self.open[address] -= 1
+        if self.open[address] <= 0:
+            del self.open[address]
+
+
+def client_address(peer: Optional[str], forwarded_for: Optional[str], trust_proxy: str) -> str:
+    """The address to count a connection against.
+
+    ``trust_proxy``: "" trusts no header (the TCP peer counts); "N" trusts N proxies
+    in front, so the N-th ``X-Forwarded-For`` entry from the right is the client;
+    "first" takes the leftmost entry (for hosts such as Hugging Face Spaces whose
+    proxy chain is not known in advance).
+    """
+    peer = peer or "unknown"
+    if not trust_proxy or not forwarded_for:
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    if not hops:
+        return peer
+    if trust_proxy == "first":
+        return hops[0]
+    try:
+        n = int(trust_proxy)
+    except ValueError:
+        return peer
+    if n <= 0:
+        return peer
+    return hops[-n] if n <= len(hops) else hops[0]
