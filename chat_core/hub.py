@@ -89,6 +89,7 @@ class Hub:
         self.members: set[Member] = set()
         self.overflow_closes = 0
         self.messages_sent = 0
+        self.commits = 0  # store batches: messages_sent / commits is the group-commit batch size
         self._last_ids: dict[str, int] = {}  # newest id assigned (stored or being stored) per room
         self._stored_ids: dict[str, int] = {}  # newest id stored and broadcast per room
         self._pending: list[_Post] = []
@@ -205,7 +206,9 @@ class Hub:
             "connections": len(self.members),
             "rooms": sum(1 for r in self.rooms.values() if r.members),
             "messages": self.messages_sent,
+            "commits": self.commits,
             "overflow_closes": self.overflow_closes,
+            "tasks": len(asyncio.all_tasks()),
         }
 
     # --- inside ------------------------------------------------------------
@@ -379,3 +382,4 @@ class Hub:
                 room.remember(m.id, frame)
                 self._broadcast(room, frame)
         self.messages_sent += len(messages)
+        self.commits += 1
