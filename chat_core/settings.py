@@ -57,8 +57,11 @@ class Settings:
             if raw is not None and raw != "":
                 values[f.name] = _convert(f, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if "trust_proxy" not in values and environ.get("SPACE_ID"):
-            values["trust_proxy"] = "first"  # a Hugging Face Space: every connection comes through its proxy
+        if environ.get("SPACE_ID"):  # a Hugging Face Space: every connection comes through its proxy
+            values.setdefault("trust_proxy", "first")
+            if environ.get("SPACE_HOST"):  # the page's origin, https://<owner>-<name>.hf.space
+                listed = values.get("allowed_origins", "")
+                values["allowed_origins"] = ",".join(filter(None, [listed, "https://" + environ["SPACE_HOST"]]))
         return cls(**values).validated()
 
     def logins(self) -> dict[str, str]:

@@ -11,10 +11,10 @@ import asyncio
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional, Union
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import protocol
@@ -52,10 +52,13 @@ class ChatServer:
     when given, every route refuses anyone not logged in and chat names are login names.
     """
 
-    def __init__(self, settings: Optional[Settings] = None, authenticate: Optional[Authenticator] = None) -> None:
+    def __init__(self, settings: Optional[Settings] = None, authenticate: Optional[Authenticator] = None,
+                 challenge: bool = False) -> None:
         self.settings = settings or Settings.from_env()
         self.authenticate = authenticate
+        self.challenge = challenge  # answer 401 with an HTTP Basic challenge (the browser's own login box)
         self.hub: Optional[Hub] = None
+        self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.addresses = AddressCounter(self.settings.max_conn_per_ip)
 
     async def start(self) -> None:
@@ -65,12 +68,24 @@ class ChatServer:
         tokens = Tokens(load_secret(s.secret, s.db))
         self.hub = Hub(s, open_store(s.db, keep=s.history_keep), tokens)
         await self.hub.start()
+        self.loop = asyncio.get_running_loop()
         log.info("chat history in %s", s.db)
 
     async def close_connections(self, code: int = 1001) -> None:
         """Close every chat connection (history written first); the server keeps running."""
         if self.hub is not None:
             await self.hub.close_all(code)
+
+    def close_connections_from_thread(self, code: int = 1001, timeout: float = 4.0) -> None:
+        """:meth:`close_connections` from another thread (a signal handler while the
+        server runs in its own thread, as under Gradio's ``launch``)."""
+        if self.loop is None or self.loop.is_closed() or self.hub is None:
+            return
+        future = asyncio.run_coroutine_threadsafe(self.close_connections(code), self.loop)
+        try:
+            future.result(timeout)
+        except Exception:
+            log.warning("could not close chat connections within %.1fs", timeout)
 
     async def stop(self) -> None:
         if self.hub is not None:
@@ -195,7 +210,8 @@ class ChatServer:
 
     def _require_login(self, request: Request) -> None:
         if self.authenticate is not None and self.authenticate(request) is None:
-            raise HTTPException(401, "log in first", headers={"WWW-Authenticate": 'Basic realm="chat"'})
+            headers = {"WWW-Authenticate": 'Basic realm="chat"'} if self.challenge else None
+            raise HTTPException(401, "Log in first.", headers=headers)
 
     def router(self) -> APIRouter:
         router = APIRouter()
@@ -223,6 +239,10 @@ class ChatServer:
             found = await hub.store.after(room, since or 0, limit, first=since is not None)
             return {"room": room, "messages": [m.payload() for m in found]}
 
+        @router.get("/api/me", tags=["chat"], summary="The logged-in user, whose name is the chat name")
+        async def me(request: Request) -> dict[str, Optional[str]]:
+            return {"user": self.authenticate(request) if self.authenticate is not None else None}
+
         @router.get("/healthz", tags=["chat"], summary="Liveness and counts")
         async def healthz() -> dict[str, Any]:
             return {"status": "ok", **self._hub().stats()}
@@ -237,17 +257,21 @@ def create_app(settings: Optional[Settings] = None, assets_dir: Optional[Path] =
     With ``settings.auth`` and no ``authenticate`` given, logins are checked as HTTP Basic.
     """
     settings = settings or Settings.from_env()
+    challenge = False
     if authenticate is None and settings.auth:
-        authenticate = basic_auth(settings.logins())
-    server = ChatServer(settings, authenticate)
+        authenticate, challenge = basic_auth(settings.logins()), True
+    server = ChatServer(settings, authenticate, challenge)
     app = FastAPI(title="Realtime chat", lifespan=server.lifespan)
     app.state.chat = server
     app.include_router(server.router())
     if assets_dir is not None:
         page = Path(assets_dir) / "page.html"
 
-        @app.get("/chat", include_in_schema=False, dependencies=[Depends(server._require_login)])
-        async def chat_page() -> FileResponse:
+        @app.get("/chat", include_in_schema=False, response_model=None)
+        async def chat_page(request: Request) -> Union[FileResponse, RedirectResponse]:
+            if server.authenticate is not None and server.authenticate(request) is None and not server.challenge:
+                return RedirectResponse("./", status_code=303)  # to the login page in front of the UI
+            server._require_login(request)
             return FileResponse(page, media_type="text/html")
 
         app.mount("/assets", StaticFiles(directory=assets_dir), name="assets")

@@ -1,0 +1,720 @@
+"""The chat widget in a real browser: Debian's Chromium driven by Playwright.
+
+Every test talks to a real server: `python gradio_app.py` (or `uvicorn gradio_app:app`)
+in a subprocess on a free loopback port, with its own SQLite file. Each person is a
+separate browser context (own localStorage), the way two people on two machines are.
+Screenshots go to tests/artifacts/ (gitignored); look at them.
+
+Without Playwright or Chromium these tests skip, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Iterator, Optional
+
+import pytest
+
+from servers import ROOT, ServerProcess
+from test_gradio_app import start_server, start_shared_server
+
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+GRADIO_CDN = "https://gradio.s3-us-west-2.amazonaws.com/"
+MESSAGES = '[data-testid="chat-messages"]'
+WAIT = 20_000  # ms: a page waiting on the server
+
+
+def missing(why: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{why} (CI=true: browser tests must run)")
+    pytest.skip(why)
+
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    _IMPORT_ERROR: Optional[ImportError] = exc
+else:
+    _IMPORT_ERROR = None
+
+
+# --- servers and the network between pages and server ---------------------
+
+
+class Relay:
+    """A TCP relay on a loopback port, standing in for the network (or a share tunnel)
+    between pages and the server. `cut()` drops every connection and refuses new ones
+    until `restore()`: for the pages behind it, the server is gone."""
+
+    def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        self.target = (target_host, target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.open = True
+        self.sockets: set[socket.socket] = set()
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if not self.open:
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            with self.lock:
+                self.sockets.update((client, upstream))
+            threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            self._drop(src)
+            self._drop(dst)
+
+    def _drop(self, sock: socket.socket) -> None:
+        with self.lock:
+            self.sockets.discard(sock)
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
+    def cut(self) -> None:
+        self.open = False
+        with self.lock:
+            socks = list(self.sockets)
+        for sock in socks:
+            self._drop(sock)
+
+    def restore(self) -> None:
+        self.open = True
+
+    def close(self) -> None:
+        self.listener.close()
+        self.cut()
+
+
+# --- the browser -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator["Browser"]:
+    if _IMPORT_ERROR is not None:
+        missing(f"playwright is not installed: {_IMPORT_ERROR}")
+    if not os.path.exists(CHROMIUM):
+        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class People:
+    """Pages, one browser context each; records dialogs and uncaught page errors."""
+
+    def __init__(self, browser: "Browser", test_name: str) -> None:
+        self.browser = browser
+        self.test_name = test_name
+        self.contexts: list[BrowserContext] = []
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+
+    def open(self, url: str, *, scheme: str = "light", width: int = 1200, height: int = 860,
+             route_cdn: bool = False) -> "Page":
+        context = self.browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
+        self.contexts.append(context)
+        if route_cdn:
+            serve_gradio_cdn_locally(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT)
+
+        def on_dialog(dialog) -> None:
+            self.dialogs.append(f"{dialog.type}: {dialog.message}")
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda err: self.errors.append(str(err)))
+        console: list[str] = []
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        page.on("requestfailed", lambda req: console.append(f"failed: {req.url} {req.failure}"))
+        page.goto(url)
+        try:
+            page.get_by_test_id("chat-name").wait_for(state="visible", timeout=60_000)
+        except Exception as exc:
+            raise AssertionError(f"the chat widget did not show up at {url}; console: {console}") from exc
+        return page
+
+    def shot(self, page: "Page", label: str, full_page: bool = True) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{self.test_name}-{label}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def people(browser: "Browser", request: pytest.FixtureRequest) -> Iterator[People]:
+    crowd = People(browser, request.node.name)
+    yield crowd
+    crowd.close()
+    assert not crowd.dialogs, f"a dialog opened: {crowd.dialogs}"
+    assert not crowd.errors, f"uncaught errors in the page: {crowd.errors}"
+
+
+def serve_gradio_cdn_locally(context: "BrowserContext") -> None:
+    """Share pages load Gradio's frontend from its CDN; there is no internet here,
+    so answer those requests from the installed package's copy of the same files."""
+    import gradio
+
+    frontend = Path(gradio.__file__).parent / "templates" / "frontend"
+
+    def handle(route) -> None:
+        rel = re.sub(r"^\d+\.\d+\.\d+/", "", route.request.url.split("?", 1)[0][len(GRADIO_CDN):])
+        path = (frontend / rel).resolve()
+        if frontend in path.parents and path.is_file():
+            route.fulfill(path=str(path))
+        else:
+            route.fulfill(status=404, body="not in the local copy")
+
+    context.route(GRADIO_CDN + "**", handle)
+
+
+# --- acting like a person ---------------------------------------------------
+
+
+def join(page: "Page", name: str, room: str = "lobby") -> None:
+    page.get_by_test_id("chat-name").fill(name)
+    if room != "lobby":
+        page.locator('[data-role="new-room"] > summary').click()
+        page.get_by_test_id("chat-new-room").fill(room)
+        page.get_by_test_id("chat-create-room").click()
+    page.get_by_test_id("chat-join").click()
+    expect_state(page, "connected")
+    expect(page.get_by_test_id("chat-status")).to_contain_text(f"#{room}")
+
+
+def say(page: "Page", text: str) -> None:
+    box = page.get_by_test_id("chat-input")
+    expect(box).to_be_enabled()
+    box.fill(text)
+    box.press("Enter")
+    expect(box).to_have_value("")
+
+
+def expect_state(page: "Page", state: str, timeout: int = WAIT) -> None:
+    expect(page.get_by_test_id("chat-status")).to_have_attribute("data-state", state, timeout=timeout)
+
+
+def expect_message(page: "Page", text: str, count: int = 1, timeout: int = WAIT) -> None:
+    items = page.locator(f"{MESSAGES} li[data-id] .chat-text").filter(has_text=re.compile(re.escape(text)))
+    expect(items).to_have_count(count, timeout=timeout)
+
+
+def messages(page: "Page") -> list[tuple[int, str, str]]:
+    """(id, author, text) of every message in the list, top to bottom."""
+    return [tuple(row) for row in page.eval_on_selector_all(
+        f"{MESSAGES} li[data-id]",
+        "els => els.map(e => [Number(e.dataset.id), e.querySelector('.chat-author').textContent,"
+        " e.querySelector('.chat-text').textContent])")]
+
+
+def users(page: "Page") -> list[str]:
+    return page.eval_on_selector_all('[data-testid="chat-users"] li[data-user]', "els => els.map(e => e.dataset.user)")
+
+
+def expect_users(page: "Page", names: list[str], timeout: int = WAIT) -> None:
+    expect(page.locator('[data-testid="chat-users"] li[data-user]')).to_have_count(len(names), timeout=timeout)
+    assert users(page) == names
+
+
+# --- fixtures: one server for the tests that do not stop it -------------------
+
+
+@pytest.fixture(scope="module")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    srv = start_server(tmp_path_factory.mktemp("gradio-app"))
+    yield srv
+    srv.stop()
+
+
+# --- the tests ---------------------------------------------------------------
+
+
+def test_two_pages_chat_both_ways_and_a_late_page_sees_history(app_server: ServerProcess, people: People) -> None:
+    room = "two-pages"
+    alice = people.open(app_server.url)
+    join(alice, "alice", room)
+    bob = people.open(app_server.url)
+    join(bob, "bob", room)
+    expect_users(alice, ["alice", "bob"])
+    expect_users(bob, ["alice", "bob"])
+    expect(alice.locator(f"{MESSAGES} li.chat-system", has_text="bob joined")).to_have_count(1)
+
+    say(alice, "Hello Bob, this is Alice.")
+    expect_message(bob, "Hello Bob, this is Alice.")
+    say(bob, "Hi Alice!\nTwo lines from Bob.")
+    expect_message(alice, "Two lines from Bob.")
+    # own messages are set apart, with author and local time
+    own = alice.locator(f"{MESSAGES} li.chat-own")
+    expect(own).to_have_count(1)
+    expect(own.locator(".chat-author")).to_have_text("alice")
+    expect(own.locator("time.chat-time")).to_have_text(re.compile(r"\d"))
+    assert alice.locator(f"{MESSAGES} li[data-id]").last.get_attribute("class") == "chat-msg"
+    assert messages(alice)[-1][2] == "Hi Alice!\nTwo lines from Bob."
+    people.shot(alice, "alice")
+
+    carol = people.open(app_server.url)
+    join(carol, "carol", room)
+    assert [(m[1], m[2]) for m in messages(carol)] == [
+        ("alice", "Hello Bob, this is Alice."), ("bob", "Hi Alice!\nTwo lines from Bob.")]
+    expect_users(carol, ["alice", "bob", "carol"])
+    expect_users(alice, ["alice", "bob", "carol"])
+
+    bob.context.close()  # bob closes his tab
+    expect_users(alice, ["alice", "carol"])
+    expect_users(carol, ["alice", "carol"])
+    expect(alice.locator(f"{MESSAGES} li.chat-system", has_text="bob left")).to_have_count(1)
+    expect(alice.get_by_test_id("chat-online")).to_have_text("2")
+    people.shot(carol, "carol-after-bob-left")
+
+
+XSS_TEXT = ('<img src=x onerror="window.__pwned=1;alert(1)"> <script>window.__pwned=2;alert(2)</script> '
+            '<a href="javascript:window.__pwned=3;alert(3)">click me</a> javascript:alert(4) '
+            '<b onmouseover=alert(5)>bold?</b> see https://example.com/page?q=1&r=2.')
+XSS_NAME = "<img src=y onerror=alert(6)>"
+
+
+def test_message_html_is_shown_as_text_and_runs_nothing(app_server: ServerProcess, people: People) -> None:
+    room = "xss"
+    mallory = people.open(app_server.url)
+    join(mallory, XSS_NAME, room)
+    victim = people.open(app_server.url)
+    join(victim, "victim", room)
+    say(mallory, XSS_TEXT)
+    expect_message(victim, "click me")
+
+    for page in (victim, mallory):
+        text = page.locator(f"{MESSAGES} li[data-id] .chat-text").last
+        assert text.text_content() == XSS_TEXT
+        expect(page.locator(f"{MESSAGES} img, {MESSAGES} script, {MESSAGES} b, {MESSAGES} [onerror]")).to_have_count(0)
+        expect(page.locator('[data-testid="chat-users"] img')).to_have_count(0)
+        assert XSS_NAME in users(page)
+        links = page.locator(f"{MESSAGES} a")
+        expect(links).to_have_count(1)
+        assert links.get_attribute("href") == "https://example.com/page?q=1&r=2"
+        assert links.text_content() == "https://example.com/page?q=1&r=2"  # the full stop stays text
+        assert links.get_attribute("rel") == "noopener noreferrer"
+        assert links.get_attribute("target") == "_blank"
+        # hover and click the would-be payloads: they are plain text
+        text.hover()
+        text.click(position={"x": 5, "y": 5})
+        page.wait_for_timeout(300)
+        assert page.evaluate("window.__pwned") is None
+    people.shot(victim, "victim")
+    # `people` asserts at teardown that no dialog opened and no page error happened
+
+
+def test_restart_reconnects_and_replays_what_was_missed_once(tmp_path: Path, people: People) -> None:
+    srv = start_server(tmp_path)
+    relay = Relay(srv.port)  # bob reaches the server through a line we can cut
+    try:
+        alice = people.open(srv.url)
+        join(alice, "alice")
+        bob = people.open(relay.url)
+        join(bob, "bob")
+        say(alice, "before the restart")
+        expect_message(bob, "before the restart")
+
+        srv.stop()  # SIGTERM: the server goes away while both pages are open
+        for page in (alice, bob):
+            expect_state(page, "reconnecting")
+            expect(page.get_by_test_id("chat-status")).to_contain_text("Reconnecting")
+            expect(page.get_by_test_id("chat-input")).to_be_disabled()
+        people.shot(alice, "reconnecting")
+        alice.wait_for_timeout(1500)  # nobody sends anything meanwhile
+
+        srv.start(timeout=120)
+        for page in (alice, bob):
+            expect_state(page, "connected", timeout=40_000)
+        expect(alice.locator(f"{MESSAGES} li.chat-system", has_text="Reconnected")).to_have_count(1)
+        say(alice, "after the restart, from alice")
+        expect_message(bob, "after the restart, from alice")
+        say(bob, "after the restart, from bob")
+        expect_message(alice, "after the restart, from bob")
+        expect_message(alice, "before the restart")  # still there, once
+
+        relay.cut()  # bob's network goes away; the server stays up
+        expect_state(bob, "reconnecting")
+        missed = [f"while bob was away {i}" for i in range(1, 4)]
+        for text in missed:
+            say(alice, text)
+        expect_message(alice, missed[-1])
+        bob.wait_for_timeout(1000)
+        relay.restore()
+        expect_state(bob, "connected", timeout=40_000)
+        expect_message(bob, missed[-1])
+        for text in missed:
+            expect_message(bob, text, count=1)
+        bob.wait_for_timeout(500)  # nothing more trickles in
+        assert messages(bob) == messages(alice)
+        ids = [m[0] for m in messages(bob)]
+        assert ids == sorted(ids) and len(set(ids)) == len(ids)
+        people.shot(bob, "bob-after-away")
+    finally:
+        relay.close()
+        srv.stop()
+
+
+def test_plain_page_works_the_same_and_talks_with_the_gradio_page(app_server: ServerProcess, people: People) -> None:
+    room = "plain"
+    dora = people.open(app_server.url + "/chat")
+    assert dora.title() == "Realtime chat"
+    join(dora, "dora", room)
+    erin = people.open(app_server.url + "/chat")
+    join(erin, "erin", room)
+    gus = people.open(app_server.url)  # the Gradio page, same room
+    join(gus, "gus", room)
+    expect_users(dora, ["dora", "erin", "gus"])
+    say(dora, "from the plain page")
+    expect_message(erin, "from the plain page")
+    expect_message(gus, "from the plain page")
+    say(gus, "from the gradio page")
+    expect_message(dora, "from the gradio page")
+    erin.context.close()
+    expect_users(dora, ["dora", "gus"])
+    people.shot(dora, "plain")
+
+
+def contrast_script() -> str:
+    """JS: the WCAG contrast ratio of an element's text against what is painted behind it."""
+    return """el => {
+      const rgb = s => {  // "rgb(r, g, b)", "rgba(r, g, b, a)" or "color(srgb r g b / a)"
+        const m = s.match(/[\\d.]+/g).map(Number);
+        const k = s.startsWith('color(') ? 255 : 1;
+        return {r: m[0] * k, g: m[1] * k, b: m[2] * k, a: m.length > 3 ? m[3] : 1};
+      };
+      const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+                         return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+      const over = (top, under) => ({r: top.r * top.a + under.r * (1 - top.a), g: top.g * top.a + under.g * (1 - top.a),
+                                     b: top.b * top.a + under.b * (1 - top.a), a: 1});
+      const layers = [];
+      for (let n = el; n; n = n.parentElement) {
+        const c = rgb(getComputedStyle(n).backgroundColor);
+        if (c.a > 0) layers.push(c);
+        if (c.a >= 1) break;
+      }
+      let bg = {r: 255, g: 255, b: 255, a: 1};
+      if (!layers.length || layers[layers.length - 1].a < 1) bg = rgb(getComputedStyle(document.documentElement).backgroundColor || 'rgb(255,255,255)');
+      if (bg.a < 1) bg = rgb(getComputedStyle(document.body).backgroundColor);
+      if (bg.a < 1) bg = {r: 255, g: 255, b: 255, a: 1};
+      for (let i = layers.length - 1; i >= 0; i--) bg = over(layers[i], bg);
+      const fg = over(rgb(getComputedStyle(el).color), bg);
+      const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+      return {ratio: (hi + 0.05) / (lo + 0.05), fg: getComputedStyle(el).color, bg: `rgb(${bg.r},${bg.g},${bg.b})`};
+    }"""
+
+
+@pytest.mark.parametrize("path", ["/", "/chat"], ids=["gradio", "plain"])
+def test_dark_mode_keeps_text_readable(app_server: ServerProcess, people: People, path: str) -> None:
+    room = "dark-" + ("gradio" if path == "/" else "plain")
+    light = people.open(app_server.url + path, scheme="light")
+    dark = people.open(app_server.url + path, scheme="dark")
+    join(light, "sun", room)
+    join(dark, "moon", room)
+    join(people.open(app_server.url + "/chat"), "star", room)  # a "star joined" line on both
+    say(light, "light side, with a link https://example.com/")
+    say(dark, "dark side")
+    expect_message(dark, "light side")
+    expect_message(light, "dark side")
+    dark.get_by_test_id("chat-input").fill("a draft")
+    checks = {
+        "others' message": f"{MESSAGES} li.chat-msg:not(.chat-own) .chat-text",
+        "own message": f"{MESSAGES} li.chat-own .chat-text",
+        "author": f"{MESSAGES} li.chat-msg .chat-author",
+        "time": f"{MESSAGES} li.chat-msg .chat-time",
+        "link": f"{MESSAGES} a",
+        "system line": f"{MESSAGES} li.chat-system span",
+        "user": '[data-testid="chat-users"] li',
+        "status": '[data-testid="chat-status"]',
+        "name field": '[data-testid="chat-name"]',
+        "message box": '[data-testid="chat-input"]',
+        "send button": '[data-testid="chat-send"]',
+    }
+    backgrounds = {}
+    for label, page in (("light", light), ("dark", dark)):
+        for what, selector in checks.items():
+            found = page.locator(selector).first.evaluate(contrast_script())
+            assert found["ratio"] >= 4.5, f"{label} mode, {what}: {found}"
+        backgrounds[label] = page.locator(MESSAGES).evaluate("el => getComputedStyle(el).backgroundColor")
+        people.shot(page, label)
+    assert backgrounds["light"] != backgrounds["dark"], "dark mode did not change the widget"
+
+
+def test_phone_width_is_usable(app_server: ServerProcess, people: People) -> None:
+    phone = people.open(app_server.url, width=390, height=844)
+    join(phone, "phone", "phone")
+    say(phone, "typed on a phone, with a rather long line that has to wrap nicely inside the bubble")
+    expect_message(phone, "typed on a phone")
+    overflow = phone.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+    assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
+    for testid in ("chat-name", "chat-room", "chat-join", "chat-input", "chat-send", "chat-messages", "chat-users"):
+        box = phone.get_by_test_id(testid).bounding_box()
+        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1, f"{testid} is off screen: {box}"
+    people.shot(phone, "phone")
+    plain = people.open(app_server.url + "/chat", width=390, height=844)
+    join(plain, "phone2", "phone")
+    assert plain.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
+    people.shot(plain, "phone-plain")
+
+
+def test_enter_sends_shift_enter_breaks_and_unread_count_while_scrolled_up(app_server: ServerProcess, people: People) -> None:
+    room = "scrolling"
+    writer = people.open(app_server.url + "/chat")
+    join(writer, "writer", room)
+    reader = people.open(app_server.url + "/chat", height=700)
+    join(reader, "reader", room)
+
+    box = writer.get_by_test_id("chat-input")
+    box.fill("first line")
+    box.press("Shift+Enter")
+    box.type("second line")
+    assert box.input_value() == "first line\nsecond line"
+    box.press("Enter")
+    expect_message(reader, "second line")
+    assert messages(reader)[-1][2] == "first line\nsecond line"
+
+    for i in range(25):
+        say(writer, f"filler {i}")
+    expect_message(reader, "filler 24")
+    log = reader.get_by_test_id("chat-messages")
+    at_bottom = "el => el.scrollHeight - el.scrollTop - el.clientHeight <= 40"
+    assert log.evaluate(at_bottom), "new messages did not scroll into view"
+    unread = reader.get_by_test_id("chat-unread")
+    expect(unread).to_be_hidden()
+
+    log.evaluate("el => { el.scrollTop = 0; }")
+    reader.wait_for_timeout(200)
+    for i in range(3):
+        say(writer, f"while scrolled up {i}")
+    expect_message(reader, "while scrolled up 2")
+    expect(unread).to_be_visible()
+    expect(unread).to_have_text(re.compile(r"^3 new messages"))
+    assert log.evaluate("el => el.scrollTop") == 0, "the list jumped while the reader was scrolled up"
+    people.shot(reader, "unread")
+    unread.click()
+    expect(unread).to_be_hidden()
+    assert log.evaluate(at_bottom)
+
+
+def test_name_is_remembered_and_rooms_can_be_made_and_picked(app_server: ServerProcess, people: People) -> None:
+    hana = people.open(app_server.url)
+    join(hana, "hana", "garden")
+    say(hana, "in the garden")
+    hana.reload()
+    hana.get_by_test_id("chat-name").wait_for(state="visible", timeout=60_000)
+    expect_state(hana, "connected")  # no asking again: the name and room were remembered
+    expect(hana.get_by_test_id("chat-name")).to_have_value("hana")
+    expect(hana.get_by_test_id("chat-status")).to_contain_text("#garden")
+    expect_message(hana, "in the garden")
+
+    ivan = people.open(app_server.url)
+    room_picker = ivan.get_by_test_id("chat-room")
+    ivan.get_by_test_id("chat-name").fill("ivan")
+    ivan.get_by_test_id("chat-join").click()
+    expect_state(ivan, "connected")
+    room_picker.focus()
+    expect(room_picker.locator('option[value="garden"]')).to_have_count(1)
+    room_picker.select_option("garden")
+    expect(ivan.get_by_test_id("chat-status")).to_contain_text("#garden")
+    expect_message(ivan, "in the garden")
+    expect_users(hana, ["hana", "ivan"])
+
+    # a bad room name is refused in the page, without a dialog
+    ivan.locator('[data-role="new-room"] > summary').click()
+    ivan.get_by_test_id("chat-new-room").fill("no spaces allowed")
+    ivan.get_by_test_id("chat-create-room").click()
+    expect(ivan.get_by_test_id("chat-error")).to_be_visible()
+    expect(ivan.get_by_test_id("chat-status")).to_contain_text("#garden")
+
+    # a name someone in the room holds is refused, and the field says so
+    taken = people.open(app_server.url + "/chat")
+    taken.get_by_test_id("chat-name").fill("HANA")
+    taken.get_by_test_id("chat-room").select_option("garden")
+    taken.get_by_test_id("chat-join").click()
+    expect(taken.get_by_test_id("chat-error")).to_contain_text("already")
+    expect_state(taken, "idle")
+    people.shot(taken, "name-taken")
+
+
+def test_uvicorn_under_a_path_prefix(tmp_path: Path, people: People) -> None:
+    """`uvicorn gradio_app:app` behind a prefix: the page, /ws and the API all live under /p."""
+    script = (
+        "import contextlib, sys, uvicorn\n"
+        "from starlette.applications import Starlette\n"
+        "from starlette.routing import Mount\n"
+        "from gradio_app import app\n"
+        "@contextlib.asynccontextmanager\n"
+        "async def lifespan(_):\n"
+        "    async with app.router.lifespan_context(app):\n"
+        "        yield\n"
+        "outer = Starlette(routes=[Mount('/p', app=app)], lifespan=lifespan)\n"
+        "port = int(sys.argv[sys.argv.index('--port') + 1])\n"
+        "uvicorn.run(outer, host='127.0.0.1', port=port, log_level='warning')\n"
+    )
+    srv = start_server(tmp_path, command=[sys.executable, "-c", script], health="/p/healthz",
+                       env={"CHAT_DB": str(tmp_path / "prefix.db")})
+    try:
+        page = people.open(srv.url + "/p/")
+        sockets: list[str] = []
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        join(page, "prefixed")
+        plain = people.open(srv.url + "/p/chat")
+        join(plain, "plain")
+        say(plain, "under a prefix")
+        expect_message(page, "under a prefix")
+        assert sockets and all(url.startswith(f"ws://127.0.0.1:{srv.port}/p/ws") for url in sockets), sockets
+        people.shot(page, "prefix")
+    finally:
+        srv.stop()
+
+
+def test_share_link_carries_the_ui_and_the_websocket(tmp_path: Path, people: People) -> None:
+    """`--share`: through Gradio's tunnel (a stand-in here: there is no internet) the UI
+    and /ws both work, and a page behind the link chats with a page on the local URL."""
+    srv, public, args = start_shared_server(tmp_path)
+    try:
+        assert args[args.index("-l") + 1] == str(srv.port)
+        shared = people.open(public, route_cdn=True)
+        join(shared, "remote")
+        local = people.open(srv.url, route_cdn=True)  # with --share every page loads Gradio from the CDN
+        join(local, "local")
+        say(shared, "through the share link")
+        expect_message(local, "through the share link")
+        say(local, "back through the link")
+        expect_message(shared, "back through the link")
+        people.shot(shared, "shared")
+    finally:
+        srv.stop()
+
+
+def test_big_room_presence_and_replay_gap(tmp_path: Path, people: People) -> None:
+    """Above --notice-limit members, joins and leaves come as `presence`; a reconnect
+    that missed more than --replay-limit messages shows a gap line, once."""
+    srv = start_server(tmp_path, args=("--notice-limit", "1", "--replay-limit", "3", "--presence-interval", "0.2"))
+    relay = Relay(srv.port)
+    try:
+        kim = people.open(srv.url + "/chat")
+        join(kim, "kim")
+        lee = people.open(relay.url + "/chat")
+        join(lee, "lee")
+        expect_users(kim, ["kim", "lee"])  # from a presence frame: no "lee joined" line
+        expect(kim.get_by_test_id("chat-online")).to_have_text("2")
+        expect(kim.locator(f"{MESSAGES} li.chat-system")).to_have_count(0)
+
+        relay.cut()
+        expect_state(lee, "reconnecting")
+        expect_users(kim, ["kim"])
+        for i in range(1, 7):
+            say(kim, f"burst {i}")
+        expect_message(kim, "burst 6")
+        relay.restore()
+        expect_state(lee, "connected", timeout=40_000)
+        expect_message(lee, "burst 6")
+        assert [m[2] for m in messages(lee)] == ["burst 4", "burst 5", "burst 6"]
+        gap = lee.locator(f"{MESSAGES} li.chat-gap")
+        expect(gap).to_have_count(1)
+        # the gap sits where the missing messages would be: right before "burst 4"
+        assert lee.eval_on_selector(f"{MESSAGES} li.chat-gap", "el => el.nextElementSibling.dataset.id") == str(
+            messages(lee)[0][0])
+        people.shot(lee, "gap")
+    finally:
+        relay.close()
+        srv.stop()
+
+
+def test_a_name_given_by_the_server_is_not_asked_for(app_server: ServerProcess, people: People) -> None:
+    """Logins (next issue) give the widget its name: a data-user attribute, or JSON
+    {"user": ...} at the URL in data-user-url. Stood in here by a script that sets the
+    attribute as the page is parsed (a rewritten page would no longer come from
+    loopback, and Chromium would then refuse its WebSocket to loopback)."""
+
+    def page_with(attribute: str, value: str, routes: tuple = ()) -> "Page":
+        context = people.browser.new_context()
+        people.contexts.append(context)
+        context.add_init_script(
+            "localStorage.setItem('chat:room', 'given-names');"
+            "new MutationObserver((_, seen) => {"
+            "  const el = document.querySelector('[data-chat-widget]');"
+            f"  if (el) {{ el.setAttribute({attribute!r}, {value!r}); seen.disconnect(); }}"
+            "}).observe(document, {childList: true, subtree: true});")
+        for pattern, handler in routes:
+            context.route(pattern, handler)
+        page = context.new_page()
+        page.on("dialog", lambda d: (people.dialogs.append(d.message), d.dismiss()))
+        page.goto(app_server.url + "/chat")
+        return page
+
+    zoe = page_with("data-user", "zoe")
+    expect_state(zoe, "connected")
+    expect(zoe.get_by_test_id("chat-name")).to_have_value("zoe")
+    assert zoe.get_by_test_id("chat-name").get_attribute("readonly") is not None
+
+    yan = page_with("data-user-url", "api/me",
+                    routes=((app_server.url + "/api/me", lambda route: route.fulfill(json={"user": "yan"})),))
+    expect_state(yan, "connected")
+    expect(yan.get_by_test_id("chat-status")).to_contain_text("Connected as yan in #given-names")
+    expect_users(yan, ["yan", "zoe"])
+
+
+def test_a_second_tab_takes_the_name_over_without_a_tug_of_war(app_server: ServerProcess, people: People) -> None:
+    """Two tabs of one browser share the remembered name and its resume token: the newer
+    tab takes the name (the older one is closed with 4001) and the older one waits."""
+    first = people.open(app_server.url + "/chat")
+    join(first, "twin", "tabs")
+    second = first.context.new_page()
+    second.on("dialog", lambda d: (people.dialogs.append(d.message), d.dismiss()))
+    second.goto(app_server.url + "/chat")
+    expect_state(second, "connected")  # remembered name and room: joined without asking
+    expect(second.get_by_test_id("chat-status")).to_contain_text("#tabs")
+    expect_state(first, "replaced")
+    first.wait_for_timeout(3000)  # and it stays that way: no reconnecting back and forth
+    expect_state(first, "replaced")
+    expect_state(second, "connected")
+    people.shot(first, "replaced")
+    first.get_by_test_id("chat-join").click()  # "chat here instead"
+    expect_state(first, "connected")
+    expect_state(second, "replaced")
+    say(first, "back in the first tab")
+    expect_message(first, "back in the first tab")
