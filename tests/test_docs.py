@@ -1,0 +1,33 @@
+"""The docs stay true: the README's generated parts, and docs/protocol.md against the code."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOCOL = (ROOT / "docs" / "protocol.md").read_text()
+
+
+def test_readme_generated_parts_are_current():
+    done = subprocess.run([sys.executable, "scripts/gen_docs.py", "--check"], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_error_code_and_close_code_in_the_code_is_documented():
+    source = "\n".join(p.read_text() for p in (ROOT / "chat_core").glob("*.py"))
+    codes = set(re.findall(r'ProtocolError\(\s*"([a-z_]+)"', source)) | set(re.findall(r'error\(\s*"([a-z_]+)"', source))
+    codes.discard("closed")  # internal: never sent (the connection is already closed)
+    documented = set(re.findall(r"^\| `([a-z_]+)` \|", PROTOCOL, re.M))
+    assert codes and codes <= documented, codes - documented
+    closes = {int(c) for c in re.findall(r"close\((\d{4})", source)} | {1013, 1009, 1008, 1001, 4001}
+    for code in closes:
+        assert re.search(rf"^\| {code} \|", PROTOCOL, re.M), code
+
+
+def test_every_setting_is_in_the_readme():
+    from chat_core.settings import Settings, env_name
+    import dataclasses
+    readme = (ROOT / "README.md").read_text()
+    for f in dataclasses.fields(Settings):
+        assert env_name(f.name) in readme
