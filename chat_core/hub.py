@@ -158,7 +158,7 @@ class Hub:
                 since = None  # the client knows ids this server never gave out: start afresh
             older: list[Message] = []
             if since is not None and since + 1 < room.first_cached:
-                older = await self.store.after(room.name, since, self.settings.replay_limit)
+                older = await self.store.after(room.name, since, self.settings.replay_limit or 2**31)
             # From here on nothing awaits: the room cannot change under us.
             self._check_name(room, member, key, join.token)
             if member.outbox.closed:
@@ -175,8 +175,8 @@ class Hub:
         room.members[key] = member
         room.joining -= 1
         gap = None
-        if since is not None and first is not None and first > since + 1:
-            gap = {"after": since, "first": first}
+        if since is not None and since < room.last_id and (first is None or first > since + 1):
+            gap = {"after": since, "first": first if first is not None else room.last_id + 1}
         member.outbox.put_many(frames)
         member.send(self._welcome(room, member, gap))
         if not same_place:
@@ -279,7 +279,8 @@ class Hub:
                        for m in older if m.id <= room.last_id]
             top = entries[-1][0] if entries else since
             entries += [e for e in room.recent if e[0] > top]
-            entries = entries[-limit:] if limit else []
+            if limit:
+                entries = entries[-limit:]
         first = entries[0][0] if entries else None
         return [frame for _, frame in entries], first
 

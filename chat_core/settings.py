@@ -23,8 +23,8 @@ class Settings:
     """Chat server settings. A limit of 0 turns that limit off."""
 
     db: str = _opt("chat.db", "History store: a SQLite path or sqlite:///path, or :memory: to keep nothing.")
-    history_limit: int = _opt(100, "Messages sent to a client that joins without `since`.")
-    replay_limit: int = _opt(1000, "Most messages replayed to a client that joins with `since`.")
+    history_limit: int = _opt(100, "Messages sent to a client that joins without `since` (0: none).")
+    replay_limit: int = _opt(1000, "Most messages replayed to a client that joins with `since` (0: all that are kept).")
     history_keep: int = _opt(10000, "Messages kept per room in the store (0 keeps all).")
     max_text: int = _opt(2000, "Longest message text, in characters.")
     max_frame: int = _opt(65536, "Largest incoming WebSocket frame in bytes; larger closes with 1009.")

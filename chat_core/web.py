@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, 
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from . import protocol
+from . import logs, protocol
 from .admission import Authenticator, address_of, basic_auth, origin_allowed
 from .hub import Hub, Member
 from .identity import Tokens, load_secret
@@ -147,12 +147,12 @@ class ChatServer:
             await websocket.close(code, reason)
 
         route = asyncio.current_task()
-        abandoned = False
+        abandoned = finishing = False
 
         def abandon() -> None:  # the peer stopped reading for good: stop waiting on it
             nonlocal abandoned
             abandoned = True
-            if route is not None:
+            if route is not None and not finishing:  # in `finally` the route only waits for the outbox, ending now
                 route.cancel()
 
         outbox = Outbox(websocket.send_text, close, s.outbox, abandon)
@@ -176,6 +176,7 @@ class ChatServer:
             if not abandoned:
                 raise
         finally:
+            finishing = True
             hub.detach(session.member)
             if not outbox.closed:
                 outbox.close(0)  # the peer is gone: nothing more to send, no close frame
@@ -226,7 +227,7 @@ class ChatServer:
                     dependencies=guarded)
         async def messages(
             room: str,
-            since: Optional[int] = Query(None, ge=0, description=(
+            since: Optional[int] = Query(None, ge=0, le=2**63 - 1, description=(
                 "Page forward: the first `limit` messages with an id greater than this. "
                 "Without it: the newest `limit` messages.")),
             limit: int = Query(100, ge=1, le=1000, description="At most this many"),
@@ -256,6 +257,7 @@ def create_app(settings: Optional[Settings] = None, assets_dir: Optional[Path] =
 
     With ``settings.auth`` and no ``authenticate`` given, logins are checked as HTTP Basic.
     """
+    logs.install()
     settings = settings or Settings.from_env()
     challenge = False
     if authenticate is None and settings.auth:
