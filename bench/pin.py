@@ -1,6 +1,6 @@
 """Start a command pinned to some CPUs, and make it die with the benchmark.
 
-    python bench/pin.py CPUS PARENT_PID -- command args...
+    python bench/pin.py CPUS PARENT_PID NICE -- command args...
 
 CPUS is a comma-separated list ("1" or "0,2"), or "-" to leave the affinity
 alone. The process then execs the command, so the command keeps this pid (the
@@ -11,6 +11,11 @@ benchmark reads /proc/<pid> of it). Before the exec it:
 * asks Linux to send it SIGTERM when the benchmark process dies
   (prctl PR_SET_PDEATHSIG), so no server or load generator outlives a crashed
   or interrupted benchmark;
+* applies NICE (0 leaves it; a negative value, which needs root, gives the
+  server and the load generator priority over other programs on a shared machine).
+  Linux's autogroup scheduling shares a CPU fairly between sessions first and
+  applies a process's nice only within its session, so the process also starts
+  a session of its own and gives that session's autogroup the same nice;
 * raises its open-file limit to the hard limit (10,000 sockets need it).
 """
 
@@ -26,9 +31,17 @@ PR_SET_PDEATHSIG = 1
 
 
 def main() -> None:
-    if len(sys.argv) < 5 or sys.argv[3] != "--":
-        sys.exit("usage: pin.py CPUS PARENT_PID -- command args...")
-    cpus, parent, cmd = sys.argv[1], int(sys.argv[2]), sys.argv[4:]
+    if len(sys.argv) < 6 or sys.argv[4] != "--":
+        sys.exit("usage: pin.py CPUS PARENT_PID NICE -- command args...")
+    cpus, parent, nice, cmd = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[5:]
+    if nice:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+        try:
+            os.setsid()
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(nice))
+        except OSError:  # no autogroups here, or not allowed: the plain nice still applies
+            pass
     if cpus != "-" and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(c) for c in cpus.split(",")})
     try:

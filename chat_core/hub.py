@@ -332,9 +332,10 @@ class Hub:
 
     def _broadcast(self, room: Room, frame: str) -> None:
         dropped = [m for m in room.members.values() if not m.outbox.put(frame)]
-        for member in dropped:  # closed for reading too slowly: out of the room now
-            self.overflow_closes += 1
-            log.info("closed a slow client in %s (outbox full)", room.name)
+        for member in dropped:  # closed (for reading too slowly, or on its way out): out of the room now
+            if member.outbox.close_code == 1013:
+                self.overflow_closes += 1
+                log.info("closed a slow client in %s (outbox full)", room.name)
             self._leave(member)
 
     def _wake(self) -> None:

@@ -41,6 +41,11 @@ class Outbox:
         self.task: Optional[asyncio.Task[None]] = None
         self.closed = False  # no more frames will be sent
 
+    @property
+    def close_code(self) -> int:
+        """The close code asked for (1013 after an overflow); 0 while open or when the peer left."""
+        return self._close_code
+
     def start(self) -> None:
         self.task = asyncio.get_running_loop().create_task(self._run())
 
