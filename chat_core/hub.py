@@ -9,6 +9,7 @@ ids in a room increase by one, and no recipient's socket is ever awaited here.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import time
 from collections import deque
@@ -57,6 +58,17 @@ class Room:
     left: list[str] = field(default_factory=list)
     more: int = 0
     timer: Optional[asyncio.TimerHandle] = None
+    names: list[str] = field(default_factory=list)  # members' names, sorted by casefold: `welcome.users`
+
+    def add_name(self, name: str) -> None:
+        bisect.insort(self.names, name, key=str.casefold)
+
+    def remove_name(self, name: str) -> None:
+        i = bisect.bisect_left(self.names, name.casefold(), key=str.casefold)
+        while i < len(self.names) and self.names[i] != name:
+            i += 1
+        if i < len(self.names):
+            del self.names[i]
 
     def remember(self, msg_id: int, frame: str) -> None:
         self.recent.append((msg_id, frame))
@@ -171,6 +183,9 @@ class Hub:
         if not same_place:
             self._leave(member)
         frames, first = self._history(room, since, older)
+        if same_place:
+            room.remove_name(member.name or "")  # the same name, maybe in other letter case
+        room.add_name(join.user)
         member.name, member.key, member.room = join.user, key, room
         room.members[key] = member
         room.joining -= 1
@@ -285,7 +300,7 @@ class Hub:
         return [frame for _, frame in entries], first
 
     def _welcome(self, room: Room, member: Member, gap: Optional[dict[str, int]]) -> str:
-        names = sorted((m.name for m in room.members.values() if m.name), key=str.casefold)
+        names = room.names  # kept sorted as members come and go: no sort per join in a crowd
         shown = self.settings.users_shown
         payload: dict[str, Any] = {
             "user": member.name, "room": room.name, "ts": protocol.now(),
@@ -304,6 +319,7 @@ class Hub:
         if room.members.get(member.key or "") is member:
             size = len(room.members)
             del room.members[member.key]  # type: ignore[arg-type]
+            room.remove_name(member.name or "")
             self._announce(room, "leave", member.name or "", size)
         self._drop_if_empty(room)
 
