@@ -8,6 +8,7 @@ the hub; all chat logic lives in :mod:`chat_core.hub`.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -69,6 +70,12 @@ class ChatServer:
         self.hub = Hub(s, open_store(s.db, keep=s.history_keep), tokens)
         await self.hub.start()
         self.loop = asyncio.get_running_loop()
+        # Thousands of long-lived connection objects make the default cyclic GC scan
+        # them over and over (pauses of over a second in a 10,000-client crowd, see
+        # docs/benchmarks.md): move what exists at startup out of its sight, and let
+        # the young generation grow before collecting.
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
         log.info("chat history in %s", s.db)
 
     async def close_connections(self, code: int = 1001) -> None:
