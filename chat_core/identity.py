@@ -48,33 +48,23 @@ class Tokens:
         return holder.casefold() == name.casefold() and hmac.compare_digest(given, self._mac(name))
 
 
-def load_secret(configured: str, db: str) -> bytes:
-    """``CHAT_SECRET`` if set; else a secret kept beside a SQLite database (made once);
-    else (history in memory) a fresh one for this process."""
+def load_secret(configured: str, path: Optional[str]) -> bytes:
+    """``CHAT_SECRET`` if set; else the secret kept in ``path`` beside the database
+    (made once); else (history in memory, no path) a fresh one for this process."""
     if configured:
         return configured.encode()
-    path = _secret_path(db)
     if path is None:
         return secrets.token_bytes(32)
+    file = Path(path).expanduser()
     try:
-        return bytes.fromhex(path.read_text().strip())
+        return bytes.fromhex(file.read_text().strip())
     except FileNotFoundError:
         pass
-    path.parent.mkdir(parents=True, exist_ok=True)
+    file.parent.mkdir(parents=True, exist_ok=True)
     secret = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, secret.hex().encode())
     finally:
         os.close(fd)
     return secret
-
-
-def _secret_path(db: str) -> Optional[Path]:
-    if db in ("", ":memory:", "memory://", "memory:") or db.startswith("sqlite:///:memory:"):
-        return None
-    if db.startswith("sqlite:///"):
-        db = db[len("sqlite:///"):]
-    elif "://" in db:
-        return None
-    return Path(db + ".secret").expanduser()

@@ -26,7 +26,7 @@ from .limits import AddressCounter, Flood, TokenBucket
 from .outbox import Outbox
 from .protocol import Join, Msg, Ping, ProtocolError
 from .settings import Settings
-from .store import open_store
+from .store import SQLiteStore, open_store
 
 log = logging.getLogger("chat_core.web")
 
@@ -66,8 +66,9 @@ class ChatServer:
         if self.hub is not None:
             return
         s = self.settings
-        tokens = Tokens(load_secret(s.secret, s.db))
-        self.hub = Hub(s, open_store(s.db, keep=s.history_keep), tokens)
+        store = open_store(s.db, keep=s.history_keep)
+        secret_file = store.path + ".secret" if isinstance(store, SQLiteStore) else None
+        self.hub = Hub(s, store, Tokens(load_secret(s.secret, secret_file)))
         await self.hub.start()
         self.loop = asyncio.get_running_loop()
         # Thousands of long-lived connection objects make the default cyclic GC scan
@@ -143,11 +144,11 @@ class ChatServer:
             return
         try:
             await websocket.accept()
-            await self._serve(websocket, hub, login)
+            await self._serve(websocket, hub, login, address)
         finally:
             self.addresses.release(address)
 
-    async def _serve(self, websocket: WebSocket, hub: Hub, login: Optional[str]) -> None:
+    async def _serve(self, websocket: WebSocket, hub: Hub, login: Optional[str], address: str) -> None:
         s = self.settings
 
         async def close(code: int, reason: str) -> None:
@@ -163,7 +164,7 @@ class ChatServer:
                 route.cancel()
 
         outbox = Outbox(websocket.send_text, close, s.outbox, abandon)
-        session = Session(hub.attach(outbox, address_of(websocket, s)), s, login)
+        session = Session(hub.attach(outbox, address), s, login)
         outbox.start()
         try:
             while not outbox.closed:
