@@ -32,11 +32,10 @@ REPLACED = 4001  # close code for a connection whose user reconnected elsewhere 
 class Member:
     """One connection as the hub sees it."""
 
-    __slots__ = ("outbox", "address", "name", "key", "room")
+    __slots__ = ("outbox", "name", "key", "room")
 
-    def __init__(self, outbox: Outbox, address: str) -> None:
+    def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
-        self.address = address
         self.name: Optional[str] = None
         self.key: Optional[str] = None  # name.casefold(): names are unique per room regardless of case
         self.room: Optional[Room] = None
@@ -149,8 +148,8 @@ class Hub:
 
     # --- connections -------------------------------------------------------
 
-    def attach(self, outbox: Outbox, address: str = "") -> Member:
-        member = Member(outbox, address)
+    def attach(self, outbox: Outbox) -> Member:
+        member = Member(outbox)
         self.members.add(member)
         return member
 

@@ -144,11 +144,11 @@ class ChatServer:
             return
         try:
             await websocket.accept()
-            await self._serve(websocket, hub, login, address)
+            await self._serve(websocket, hub, login)
         finally:
             self.addresses.release(address)
 
-    async def _serve(self, websocket: WebSocket, hub: Hub, login: Optional[str], address: str) -> None:
+    async def _serve(self, websocket: WebSocket, hub: Hub, login: Optional[str]) -> None:
         s = self.settings
 
         async def close(code: int, reason: str) -> None:
@@ -164,7 +164,7 @@ class ChatServer:
                 route.cancel()
 
         outbox = Outbox(websocket.send_text, close, s.outbox, abandon)
-        session = Session(hub.attach(outbox, address), s, login)
+        session = Session(hub.attach(outbox), s, login)
         outbox.start()
         try:
             while not outbox.closed:

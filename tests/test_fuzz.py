@@ -333,7 +333,7 @@ class Peer:
         self.dead = False
         self.joins: list = []  # (index into log where an accepted join's answer starts, room)
         self.outbox = RecordingOutbox(self._send, self._close, server.settings.outbox, log=self.log)
-        self.member = server.hub.attach(self.outbox, "127.0.0.1")
+        self.member = server.hub.attach(self.outbox)
         self.session = Session(self.member, server.settings, None)
         self.outbox.start()
         # the model's view of this connection
