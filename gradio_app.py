@@ -2,7 +2,8 @@
 
     python gradio_app.py                    # http://127.0.0.1:7860
     python gradio_app.py --share            # and a public share link to the same port
-    uvicorn gradio_app:app --port 7860      # the same app, served by uvicorn
+    uvicorn gradio_app:app --port 7860 --ws chat_core.transport:ChatWebSocketProtocol
+                                            # the same app, served by uvicorn
 
 One port serves the Gradio UI at /, the chat WebSocket at /ws, the HTTP API
 (/api/rooms, /healthz, /openapi.json, /docs) and the plain page /chat.
@@ -239,6 +240,7 @@ def main(argv: Optional[list[str]] = None) -> None:
         wanted = uvicorn_config(None, "", 0, settings)
         for name in ("ws_max_size", "ws_ping_interval", "ws_ping_timeout", "ws_per_message_deflate"):
             setattr(demo.server.config, name, getattr(wanted, name))
+        demo.server.config.ws_protocol_class = wanted.ws  # chat_core.transport: one frame per broadcast
         demo.block_thread()  # until Ctrl+C or SIGTERM; it closes the server then
     except KeyboardInterrupt:  # stopped while still starting up
         demo.close()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import protocol
-from .outbox import Outbox
+from .outbox import OVERFLOW, Outbox
 from .identity import Tokens
 from .protocol import Join, ProtocolError
 from .settings import Settings
@@ -346,9 +346,10 @@ class Hub:
             self._broadcast(room, protocol.encode({"type": "presence", "payload": payload}))
 
     def _broadcast(self, room: Room, frame: str) -> None:
-        dropped = [m for m in room.members.values() if not m.outbox.put(frame)]
+        encoded = protocol.wire(frame)  # once for the whole room
+        dropped = [m for m in room.members.values() if not m.outbox.put(frame, encoded)]
         for member in dropped:  # closed (for reading too slowly, or on its way out): out of the room now
-            if member.outbox.close_code == 1013:
+            if member.outbox.close_code == OVERFLOW:
                 self.overflow_closes += 1
                 log.info("closed a slow client in %s (outbox full)", room.name)
             self._leave(member)

@@ -8,6 +8,7 @@ pure function of its inputs so it can be tested (and fuzzed) without a socket.
 from __future__ import annotations
 
 import re
+import struct
 import time
 import unicodedata
 from dataclasses import dataclass
@@ -139,6 +140,22 @@ def _show(value: str) -> str:
 def encode(frame: dict[str, Any]) -> str:
     """Encode one outgoing frame to the text sent on the wire (done once per broadcast)."""
     return orjson.dumps(frame).decode()
+
+
+def wire(frame: str) -> bytes:
+    """``frame`` as the bytes of one whole WebSocket text frame from a server
+    (RFC 6455 section 5.2: FIN, opcode 1, unmasked, no extension), so one broadcast
+    can write the same bytes to every recipient's socket."""
+    data = frame.encode()
+    n = len(data)
+    if n < 126:
+        return _SHORT.pack(0x81, n) + data
+    if n < 65536:
+        return _MEDIUM.pack(0x81, 126, n) + data
+    return _LONG.pack(0x81, 127, n) + data
+
+
+_SHORT, _MEDIUM, _LONG = struct.Struct("!BB"), struct.Struct("!BBH"), struct.Struct("!BBQ")
 
 
 def now() -> float:

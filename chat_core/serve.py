@@ -14,6 +14,7 @@ from typing import Any, Optional
 import uvicorn
 
 from .settings import Settings
+from .transport import ChatWebSocketProtocol
 from .web import ChatServer
 
 log = logging.getLogger("chat_core.serve")
@@ -22,7 +23,8 @@ GRACE = 3  # seconds uvicorn waits for open requests after the chat connections 
 
 
 def uvicorn_config(app: Any, host: str, port: int, settings: Settings, **extra: Any) -> uvicorn.Config:
-    """A uvicorn config whose WebSocket limits follow the chat settings."""
+    """A uvicorn config whose WebSocket layer is the chat's and follows its settings."""
+    options: dict[str, Any] = {"ws": ChatWebSocketProtocol, **extra}  # frames written once per broadcast
     return uvicorn.Config(
         app, host=host, port=port,
         ws_max_size=settings.max_frame or 16 * 1024 * 1024,
@@ -31,7 +33,7 @@ def uvicorn_config(app: Any, host: str, port: int, settings: Settings, **extra: 
         ws_per_message_deflate=False,  # per-recipient compression would undo encode-once fan-out
         proxy_headers=False,  # client addresses are derived in chat_core.admission, per `trust_proxy`
         timeout_graceful_shutdown=GRACE,
-        **extra,
+        **options,
     )
 
 

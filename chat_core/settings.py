@@ -29,6 +29,8 @@ class Settings:
     max_text: int = _opt(2000, "Longest message text, in characters.")
     max_frame: int = _opt(65536, "Largest incoming WebSocket frame in bytes; larger closes with 1009.")
     outbox: int = _opt(1000, "Frames queued for one slow client before it is closed with 1013.")
+    stall_timeout: float = _opt(10.0, "Seconds a client may leave frames waiting without taking any before it is closed with 1013.")
+    send_buffer: int = _opt(65536, "Kernel send buffer per WebSocket in bytes (SO_SNDBUF; 0: the OS default, up to MiBs per stalled client).")
     notice_limit: int = _opt(200, "Room size above which join/leave notices are coalesced into `presence` frames.")
     users_shown: int = _opt(200, "Most names listed in a `welcome` frame.")
     presence_interval: float = _opt(1.0, "Seconds between coalesced `presence` frames in big rooms.")

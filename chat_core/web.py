@@ -17,13 +17,15 @@ from typing import Any, AsyncIterator, Optional, Union
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
 
 from . import logs, protocol
 from .admission import Authenticator, address_of, basic_auth, origin_allowed
 from .hub import Hub, Member
 from .identity import Tokens, load_secret
 from .limits import AddressCounter, Flood, TokenBucket
-from .outbox import Outbox
+from .outbox import FRAME_WRITER, FrameWriter, Outbox
 from .protocol import Join, Msg, Ping, ProtocolError
 from .settings import Settings
 from .store import SQLiteStore, open_store
@@ -115,44 +117,61 @@ class ChatServer:
 
     # --- WebSocket ---------------------------------------------------------
 
-    def _admit(self, websocket: WebSocket) -> tuple[Optional[str], Optional[str]]:
+    def _admit(self, handshake: HTTPConnection) -> tuple[Optional[str], Optional[str]]:
         """(login, None) to accept, or (None, reason) to refuse the handshake."""
-        s, h = self.settings, websocket.headers
+        s, h = self.settings, handshake.headers
         if not origin_allowed(h.get("origin"), h.get("host"), s, h.get("x-forwarded-host")):
             return None, f"origin {h.get('origin')!r} not allowed"
         login = None
         if self.authenticate is not None:
-            login = self.authenticate(websocket)
+            login = self.authenticate(handshake)
             if login is None:
                 return None, "not logged in"
         return login, None
 
-    async def websocket(self, websocket: WebSocket) -> None:
+    async def serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``/ws`` as a plain ASGI app (see :class:`ChatAPI`): admit or refuse the
+        handshake, then serve the connection."""
         hub = self._hub()
         s = self.settings
-        login, refusal = self._admit(websocket)
-        if refusal is not None:
-            log.info("refused a WebSocket from %s: %s", websocket.client, refusal)
-            await websocket.close(POLICY)  # before accept: the handshake gets HTTP 403
+        if (await receive())["type"] != "websocket.connect":  # ASGI: the handshake's first event
             return
-        address = address_of(websocket, s)
+        handshake = HTTPConnection(scope)
+        login, refusal = self._admit(handshake)
+        if refusal is not None:
+            log.info("refused a WebSocket from %s: %s", handshake.client, refusal)
+            await send({"type": "websocket.close", "code": POLICY})  # before accept: HTTP 403
+            return
+        address = address_of(handshake, s)
+        del handshake
+        # Nothing reads the handshake's headers from here on, and a browser's are a few
+        # KB: let them go rather than keep them for the whole life of the connection.
+        if isinstance(scope.get("headers"), list):
+            scope["headers"].clear()
         if not self.addresses.acquire(address):
-            await websocket.accept()
-            await websocket.send_text(protocol.error(
-                "too_many_connections", f"This address already has {s.max_conn_per_ip} open connections."))
-            await websocket.close(POLICY, "too many connections")
+            await send({"type": "websocket.accept"})
+            await send({"type": "websocket.send", "text": protocol.error(
+                "too_many_connections", f"This address already has {s.max_conn_per_ip} open connections.")})
+            await send({"type": "websocket.close", "code": POLICY, "reason": "too many connections"})
             return
         try:
-            await websocket.accept()
-            await self._serve(websocket, hub, login)
+            await send({"type": "websocket.accept"})
+            await self._serve(scope, receive, send, hub, login)
         finally:
             self.addresses.release(address)
 
-    async def _serve(self, websocket: WebSocket, hub: Hub, login: Optional[str]) -> None:
+    async def websocket(self, websocket: WebSocket) -> None:
+        """The router's ``/ws`` route, for apps that mount these routes without :class:`ChatAPI`."""
+        await self.serve_websocket(websocket.scope, websocket.receive, websocket.send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, hub: Hub, login: Optional[str]) -> None:
         s = self.settings
 
+        async def send_text(text: str) -> None:
+            await send({"type": "websocket.send", "text": text})
+
         async def close(code: int, reason: str) -> None:
-            await websocket.close(code, reason)
+            await send({"type": "websocket.close", "code": code, "reason": reason})
 
         route = asyncio.current_task()
         abandoned = finishing = False
@@ -163,14 +182,17 @@ class ChatServer:
             if route is not None and not finishing:  # in `finally` the route only waits for the outbox, ending now
                 route.cancel()
 
-        outbox = Outbox(websocket.send_text, close, s.outbox, abandon)
+        writer: Optional[FrameWriter] = scope.get("extensions", {}).get(FRAME_WRITER)
+        if writer is not None and s.send_buffer:
+            writer.set_send_buffer(s.send_buffer)
+        outbox = Outbox(send_text, close, s.outbox, abandon, writer, s.stall_timeout)
         session = Session(hub.attach(outbox), s, login)
         outbox.start()
         try:
             while not outbox.closed:
-                event = await websocket.receive()
-                if event["type"] == "websocket.disconnect":
-                    break
+                event = await receive()
+                if event["type"] != "websocket.receive":
+                    break  # websocket.disconnect: the peer is gone
                 text = event.get("text")
                 if text is None:
                     session.member.send(protocol.error(
@@ -224,7 +246,7 @@ class ChatServer:
 
     def router(self) -> APIRouter:
         router = APIRouter()
-        router.add_api_websocket_route("/ws", self.websocket)
+        router.add_api_websocket_route(WS_PATH, self.websocket)
         guarded = [Depends(self._require_login)]
 
         @router.get("/api/rooms", tags=["chat"], summary="Rooms with their online counts", dependencies=guarded)
@@ -259,6 +281,35 @@ class ChatServer:
         return router
 
 
+WS_PATH = "/ws"
+
+
+class ChatAPI(FastAPI):
+    """FastAPI, with WebSocket connections to ``/ws`` handed straight to the chat.
+
+    Passed through the middleware stack and the router, every open connection
+    would keep two dozen suspended coroutines and three AsyncExitStacks alive for
+    as long as it stays (about half of its memory, docs/benchmarks.md); a chat
+    socket needs none of them. The route stays in the router for apps that mount
+    this one's routes elsewhere.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and route_path(scope) == WS_PATH:
+            scope["app"] = self
+            await self.state.chat.serve_websocket(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
+def route_path(scope: Scope) -> str:
+    """The request path below the app's ``root_path``, as Starlette's router sees it."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
+        return path[len(root):]
+    return path
+
+
 def create_app(settings: Optional[Settings] = None, assets_dir: Optional[Path] = None,
                authenticate: Optional[Authenticator] = None) -> FastAPI:
     """A FastAPI app serving the chat; with ``assets_dir``, also ``/chat`` and ``/assets``.
@@ -271,7 +322,7 @@ def create_app(settings: Optional[Settings] = None, assets_dir: Optional[Path] =
     if authenticate is None and settings.auth:
         authenticate, challenge = basic_auth(settings.logins()), True
     server = ChatServer(settings, authenticate, challenge)
-    app = FastAPI(title="Realtime chat", lifespan=server.lifespan)
+    app = ChatAPI(title="Realtime chat", lifespan=server.lifespan)
     app.state.chat = server
     app.include_router(server.router())
     if assets_dir is not None:

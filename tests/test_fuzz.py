@@ -311,8 +311,8 @@ class RecordingOutbox(Outbox):
         super().__init__(*args)
         self.log = log
 
-    def put(self, frame: str) -> bool:
-        accepted = super().put(frame)
+    def put(self, frame: str, encoded: Optional[bytes] = None) -> bool:
+        accepted = super().put(frame, encoded)
         if accepted:
             self.log.append(json.loads(frame))
         return accepted

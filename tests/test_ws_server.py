@@ -53,10 +53,14 @@ def test_seed_client_works_unchanged(server):
         await seed.send({"type": "msg", "payload": {"text": "Hello everyone"}})
         await seed.send({"type": "ping"})
         seen = {"msg": [], "join": [], "pong": []}
+        kinds = []
         while len(seen["msg"]) < 2 or not seen["pong"]:
             frame = await seed.recv()
+            kinds.append(frame["type"])
             if frame["type"] in seen:
                 seen[frame["type"]].append(frame)
+        # exactly what a seed client expects, plus the one new frame type, `welcome`; no errors
+        assert sorted(kinds) == ["join", "msg", "msg", "pong", "welcome"], kinds
         history, mine = seen["msg"]
         assert history["payload"]["user"] == "other" and history["payload"]["text"] == "before you came"
         assert mine["payload"]["user"] == "seedling" and mine["payload"]["text"] == "Hello everyone"
