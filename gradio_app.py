@@ -24,6 +24,7 @@ import hashlib
 import os
 import signal
 import stat
+import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Mapping, Optional
@@ -38,6 +39,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chat_core.serve import uvicorn_config
 from chat_core.settings import Settings, add_arguments
+from chat_core.store import StoreInUse, check_free
 from chat_core.web import create_app
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -215,6 +217,10 @@ def bind_host(args: argparse.Namespace, environ: Mapping[str, str] = os.environ)
 def main(argv: Optional[list[str]] = None) -> None:
     args = parse_args(argv)
     settings = settings_from(args)
+    try:
+        check_free(settings.db)  # before Gradio starts: a second server on the same file would reuse ids
+    except StoreInUse as exc:
+        sys.exit(f"error: {exc}")
     chat = chat_app(settings)
 
     def stop(signum: int, frame: Any) -> None:

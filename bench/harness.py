@@ -23,7 +23,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 now_ns = time.monotonic_ns
 
 # Abuse limits off (issue 4: 0 turns each off); unknown variables are harmless.
-APP_ENV = {"CHAT_RATE": "0", "CHAT_JOIN_RATE": "0", "CHAT_MAX_CONN_PER_IP": "0"}
+APP_ENV = {"CHAT_RATE": "0", "CHAT_JOIN_RATE": "0", "CHAT_MAX_CONN_PER_IP": "0", "GRADIO_ANALYTICS_ENABLED": "False"}
 
 
 # -- CPUs ---------------------------------------------------------------------
@@ -171,9 +171,11 @@ def pinned(cpus: str, cmd: list[str]) -> list[str]:
 
 
 # -- servers ------------------------------------------------------------------
-SERVER_NAMES = ("app", "websockets", "seed")
+SERVER_NAMES = ("app", "gradio", "websockets", "seed")
+APPS = ("app", "gradio")  # ours, imported from APP_PATH
 REFERENCE = "websockets"
-LABELS = {"app": "app (chat_core)", "websockets": "websockets ref", "seed": "seed design"}
+LABELS = {"app": "app (chat_core)", "gradio": "app (gradio_app.py)", "websockets": "websockets ref",
+          "seed": "seed design"}
 
 
 APP_PATH = [ROOT]  # where `python -m chat_core` is imported from (run.py --app-path)
@@ -186,9 +188,11 @@ def app_available() -> tuple[bool, str]:
 
 
 def server_cmd(name: str, port: int, tmp: Path, max_seconds: float) -> list[str]:
+    db = str(tmp / f"{name}-{port}.db")  # one per server: --quick runs them side by side
     if name == "app":
-        return [sys.executable, "-m", "chat_core", "--host", "127.0.0.1", "--port", str(port),
-                "--db", str(tmp / "chat.db")]
+        return [sys.executable, "-m", "chat_core", "--host", "127.0.0.1", "--port", str(port), "--db", db]
+    if name == "gradio":
+        return [sys.executable, "gradio_app.py", "--host", "127.0.0.1", "--port", str(port), "--db", db]
     script = {"websockets": "ref_websockets.py", "seed": "ref_seed.py"}[name]
     return [sys.executable, str(BENCH / script), "--host", "127.0.0.1", "--port", str(port),
             "--max-seconds", str(int(max_seconds))]
@@ -201,18 +205,20 @@ class Server:
         self.tmp = tmp
         self.log_path = tmp / f"{name}-{self.port}.log"
         env = dict(os.environ, **APP_ENV, PYTHONUNBUFFERED="1")
-        where = APP_PATH[0] if name == "app" else ROOT
+        where = APP_PATH[0] if name in APPS else ROOT
         env["PYTHONPATH"] = str(where) + os.pathsep + env.get("PYTHONPATH", "")
         self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(pinned(cpus, server_cmd(name, self.port, tmp, max_seconds)), cwd=where,
                                      env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
         self.pid = self.proc.pid
         try:
-            wait_port(self.port, 60, self.proc)
+            wait_port(self.port, 90, self.proc)
         except Exception:
             self.stop()
             raise RuntimeError(f"{name}: could not start; log tail:\n{self.log_tail()}") from None
-        time.sleep(0.3)  # imports settle, lazy allocations happen
+        # imports settle, lazy allocations happen; gradio_app.py puts the chat's WebSocket
+        # layer in place just after Gradio's launch returns, a moment after the port opens
+        time.sleep(3.0 if name == "gradio" else 0.3)
 
     def alive(self) -> bool:
         return self.proc.poll() is None

@@ -306,7 +306,8 @@ def floor_line(results: dict) -> str:
 
 
 def markdown(results: dict, plot_rel: str | None) -> str:
-    parts = [header(results), floor_line(results), targets(results, "app"), tables(results)]
+    parts = [header(results), floor_line(results), targets(results, "app"), targets(results, "gradio"),
+             tables(results)]
     if plot_rel:
         parts.append(f"![latency against offered rate]({plot_rel})\n")
     return "\n".join(p for p in parts if p)
@@ -331,7 +332,7 @@ def plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"app": "tab:blue", "websockets": "tab:green", "seed": "tab:red"}
+    colors = {"app": "tab:blue", "gradio": "tab:purple", "websockets": "tab:green", "seed": "tab:red"}
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for s in results["meta"]["servers"]:
         by_rate: dict[float, list] = {}

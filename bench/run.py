@@ -10,8 +10,9 @@
     python bench/run.py --from-json FILE --md docs/benchmarks.md   # re-render saved results
 
 Servers (each started fresh per scenario and run, pinned to the last CPU):
-  app         python -m chat_core (uvicorn defaults, SQLite in a temp dir,
+  app         python -m chat_core (uvicorn, the chat's WebSocket layer, SQLite in a temp dir,
               abuse limits off through CHAT_RATE=0 CHAT_JOIN_RATE=0 CHAT_MAX_CONN_PER_IP=0)
+  gradio      python gradio_app.py: the same chat inside the Gradio app, as users run it
   websockets  bench/ref_websockets.py: websockets + broadcast, no persistence (the reference)
   seed        bench/ref_seed.py: the seed README's design (the before)
 The load generator (bench/loadgen.py worker processes) and this harness run on
@@ -39,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
 import report  # noqa: E402
-from harness import LABELS, REFERENCE, ROOT, SERVER_NAMES, Server, app_available, cpu_plan, wait_quiet  # noqa: E402
+from harness import APPS, LABELS, REFERENCE, ROOT, SERVER_NAMES, Server, app_available, cpu_plan, wait_quiet  # noqa: E402
 from scenarios import QUICK, SCENARIOS, Config, Ctx  # noqa: E402
 
 
@@ -178,11 +179,11 @@ def main() -> int:
     if a.app_path:
         harness.APP_PATH[0] = a.app_path.resolve()
     ok, why = app_available()
-    if "app" in servers and not ok:
+    if not ok and any(s in servers for s in APPS):
         if a.servers:
             ap.error(f"python -m chat_core is not importable: {why}")
         print(f"note: skipping the app, chat_core is not importable ({why})", file=sys.stderr)
-        servers.remove("app")
+        servers = [s for s in servers if s not in APPS]
     if REFERENCE not in servers:
         print("note: the websockets reference is not in --servers: no ratios", file=sys.stderr)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .serve import serve
 from .settings import Settings, add_arguments
+from .store import StoreInUse, check_free
 from .web import create_app
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -19,6 +21,10 @@ def main(argv: "list[str] | None" = None) -> None:
     add_arguments(parser)
     args = parser.parse_args(argv)
     settings = Settings.from_args(args)
+    try:
+        check_free(settings.db)
+    except StoreInUse as exc:
+        sys.exit(f"error: {exc}")
     app = create_app(settings, assets_dir=ASSETS if (ASSETS / "page.html").is_file() else None)
     serve(app, args.host, args.port, settings, log_level="info")
 

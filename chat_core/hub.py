@@ -222,6 +222,7 @@ class Hub:
             "messages": self.messages_sent,
             "commits": self.commits,
             "overflow_closes": self.overflow_closes,
+            "frame_writer": sum(1 for m in self.members if m.outbox.direct),
             "tasks": len(asyncio.all_tasks()),
         }
 

@@ -77,6 +77,11 @@ class Outbox:
         """The close code asked for (1013 after an overflow); 0 while open or when the peer left."""
         return self._close_code
 
+    @property
+    def direct(self) -> bool:
+        """Frames go straight to the socket through a frame writer (else through ASGI sends)."""
+        return self._writer is not None
+
     def start(self) -> None:
         """Start the sender task; with a frame writer there is none until a close."""
         if self._writer is None:

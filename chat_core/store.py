@@ -5,20 +5,32 @@
 :meth:`Store.append` returns: the hub broadcasts a message only after that, so
 whatever a client has seen is in the history.
 
-SQLite runs on one dedicated thread, never on the event loop.
+SQLite runs on one dedicated thread, never on the event loop. One server process
+owns a database file: ids are handed out in memory, so a second process on the
+same file would reuse them (a lock file refuses it, see :class:`StoreInUse`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence, TypeVar
+from typing import IO, Any, Callable, Optional, Sequence, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; one server per file is up to the user
+    fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+
+
+class StoreInUse(RuntimeError):
+    """Another server process holds this database."""
 
 
 @dataclass(frozen=True)
@@ -120,6 +132,7 @@ class SQLiteStore(Store):
         self.durable = durable
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-sqlite")
         self._db: Optional[sqlite3.Connection] = None
+        self._lock: Optional[IO[str]] = None
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -129,7 +142,7 @@ class SQLiteStore(Store):
 
     def _open(self) -> None:
         if self.path != ":memory:":
-            Path(self.path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self._lock = lock_database(self.path)  # makes the folder too
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=" + ("FULL" if self.durable else "NORMAL"))
@@ -141,6 +154,9 @@ class SQLiteStore(Store):
             await self._run(self._db.close)
             self._db = None
         self._executor.shutdown(wait=True)
+        if self._lock is not None:
+            self._lock.close()  # releases the lock
+            self._lock = None
 
     async def append(self, messages: Sequence[Message]) -> None:
         await self._run(self._append, messages)
@@ -194,17 +210,55 @@ class SQLiteStore(Store):
         return await self._run(lambda: self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])  # type: ignore[union-attr]
 
 
-def open_store(url: str, keep: int = 0) -> Store:
-    """Pick a backend from a URL the way encode/broadcaster does:
-    ``sqlite:///path``, a plain file path, or ``:memory:`` / ``memory://``."""
+def lock_database(path: str) -> Optional[IO[str]]:
+    """Hold ``<path>.lock`` for as long as the returned file is open (the OS lets go
+    when the process dies, ``kill -9`` included). :class:`StoreInUse` if another
+    process holds it."""
+    if fcntl is None:
+        return None
+    file = Path(path).expanduser()
+    file.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(str(file) + ".lock", "a+", encoding="utf-8")
+    try:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        raise StoreInUse(
+            f"{path} is in use by another chat server (pid {holder}). Each server process needs a "
+            "database of its own: stop the other one, or give this one another --db.") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+def check_free(url: str) -> None:
+    """Raise :class:`StoreInUse` now, at startup, if ``url``'s database is held by another process."""
+    path = sqlite_path(url)
+    if path is not None:
+        lock = lock_database(path)
+        if lock is not None:
+            lock.close()
+
+
+def sqlite_path(url: str) -> Optional[str]:
+    """The SQLite file a store URL names, or None for the memory store:
+    ``sqlite:///path`` (``sqlite:////abs`` absolute), a plain path, or ``:memory:`` / ``memory://``."""
     if url in (":memory:", "memory://", "memory:", ""):
-        return MemoryStore(keep)
+        return None
     if url.startswith("sqlite://"):
-        path = url[len("sqlite:///"):]  # sqlite:///rel.db is relative, sqlite:////abs.db absolute
-        if path in ("", ":memory:"):
-            return MemoryStore(keep)
-        return SQLiteStore(path, keep)
+        path = url[len("sqlite:///"):]
+        return None if path in ("", ":memory:") else path
     if "://" in url:
         scheme = url.split("://", 1)[0]
         raise ValueError(f"unknown history store {scheme!r}: use sqlite:///path, a file path or :memory:")
-    return SQLiteStore(url, keep)
+    return url
+
+
+def open_store(url: str, keep: int = 0) -> Store:
+    """Pick a backend from a URL the way encode/broadcaster does (see :func:`sqlite_path`)."""
+    path = sqlite_path(url)
+    return MemoryStore(keep) if path is None else SQLiteStore(path, keep)

@@ -19,5 +19,6 @@ def test_quick_benchmark_runs_every_scenario(tmp_path):
                           cwd=ROOT, capture_output=True, text=True, timeout=280)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Busy room" in done.stdout and "websockets ref" in done.stdout and "app (chat_core)" in done.stdout
+    assert "app (gradio_app.py)" in done.stdout
     results = json.loads(out.read_text())
     assert results

@@ -388,3 +388,56 @@ def test_runs_on_python_310() -> None:
                           cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, **SERVER_ENV})
     assert done.returncode == 0 and done.stdout.strip() == "FastAPI", done.stderr
+
+
+def readme_uvicorn_flags() -> list[str]:
+    """The flags the README gives `uvicorn gradio_app:app` to match `python gradio_app.py`."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    found = re.search(r"`(--ws chat_core\.transport:ChatWebSocketProtocol[^`]*)`", text)
+    assert found, "README no longer shows the uvicorn flags"
+    return found.group(1).split()
+
+
+def writers_while_joined(base_url: str) -> tuple[int, int]:
+    """(connections, of which written to by the chat's frame writer) while one client is joined."""
+    from websockets.asyncio.client import connect
+
+    async def go() -> tuple[int, int]:
+        async with connect(base_url.replace("http", "ws", 1) + "/ws", open_timeout=10) as ws:
+            await ws.send(json.dumps({"type": "join", "payload": {"user": "probe", "room": "fw"}}))
+            while json.loads(await asyncio.wait_for(ws.recv(), 10))["type"] != "welcome":
+                pass
+            health = json.loads(fetch(base_url + "/healthz")[2])
+            return health["connections"], health["frame_writer"]
+
+    return asyncio.run(go())
+
+
+@pytest.mark.timeout(300)
+def test_every_documented_command_writes_frames_straight_to_the_socket(both, tmp_path) -> None:
+    """`python gradio_app.py` and `uvicorn gradio_app:app` with the README's flags use the
+    chat's WebSocket layer; plain `uvicorn gradio_app:app` still chats, through ASGI sends."""
+    launched, plain = both
+    assert writers_while_joined(launched.url) == (1, 1)
+    assert writers_while_joined(plain.url) == (1, 0)
+    flagged = start_server(tmp_path, command=[*uvicorn_command(), *readme_uvicorn_flags()],
+                           env={"CHAT_DB": str(tmp_path / "flagged.db")}, name="flagged")
+    try:
+        assert writers_while_joined(flagged.url) == (1, 1)
+        ws_join(flagged.url, "second")  # and it chats
+    finally:
+        flagged.stop()
+
+
+@pytest.mark.timeout(120)
+def test_a_second_app_on_the_same_database_is_refused_by_name(both) -> None:
+    """Gradio moves a second `python gradio_app.py` to the next free port; on the same
+    chat.db it would reuse the first one's message ids, so it stops at once and says why."""
+    launched, _ = both
+    db = launched.args[launched.args.index("--db") + 1]
+    second = subprocess.run([sys.executable, "gradio_app.py", "--db", db], cwd=ROOT, capture_output=True,
+                            text=True, timeout=90, env={**os.environ, **SERVER_ENV})
+    assert second.returncode == 1
+    assert f"{db} is in use by another chat server (pid {launched.proc.pid})" in second.stderr
+    assert "Running on" not in second.stdout
+    ws_join(launched.url, "still-here")  # the first one goes on

@@ -1,10 +1,13 @@
 """History backends: real SQLite files and the memory store."""
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from chat_core.store import MemoryStore, Message, SQLiteStore, open_store
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def msgs(room, start, n):
@@ -72,3 +75,49 @@ def test_open_store_urls(tmp_path):
     assert open_store("chat.db").path == "chat.db"
     with pytest.raises(ValueError, match="unknown history store"):
         open_store("postgres://x")
+
+
+def test_one_process_per_database_file(tmp_path):
+    """A second server process on the same file would hand out the ids the first one
+    does: it is refused at once, by name, and the file is free again when the first stops."""
+    import subprocess
+    import sys
+
+    from chat_core.store import StoreInUse, check_free
+
+    path = str(tmp_path / "sub" / "h.db")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import asyncio, sys\n"
+            "from chat_core.store import SQLiteStore\n"
+            "async def main():\n"
+            f"    s = SQLiteStore({path!r}); await s.open(); print('open', flush=True)\n"
+            "    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)\n"
+            "    await s.close(); print('closed', flush=True)\n"
+            "    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)\n"
+            "asyncio.run(main())\n")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert proc.stdout.readline().strip() == "open"
+        with pytest.raises(StoreInUse, match=f"pid {proc.pid}"):
+            check_free(f"sqlite:///{path}")
+
+        async def second():
+            s = SQLiteStore(path)
+            with pytest.raises(StoreInUse):
+                await s.open()
+        asyncio.run(second())
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline().strip() == "closed"
+        check_free(path)  # free again while that process still runs
+
+        async def third():
+            s = SQLiteStore(path)
+            await s.open()
+            await s.append(msgs("a", 1, 1))
+            await s.close()
+        asyncio.run(third())
+    finally:
+        proc.stdin.close()
+        proc.wait(10)

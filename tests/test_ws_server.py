@@ -29,6 +29,8 @@ def test_two_clients_chat_both_ways(server):
         await a.join("alice")
         _, welcome = await b.join("bob")
         assert welcome["payload"]["users"] == ["alice", "bob"]
+        health = get_json(server.url + "/healthz")  # both written to by chat_core.transport
+        assert health["connections"] == health["frame_writer"] == 2
         await a.recv_notice("join", "bob")
         await a.say("hi bob")
         await b.say("hi alice")
@@ -247,6 +249,17 @@ def stall_server(tmp_path, outbox=50):
         log_path=tmp_path / "s.log")
 
 
+async def ids_until_closed(client):
+    """Read what the server had queued for ``client``: its message ids, then the close frame it got."""
+    got = []
+    with pytest.raises(ConnectionClosed) as info:
+        while True:
+            frame = json.loads(await asyncio.wait_for(client.conn.recv(), 10))
+            if frame["type"] == "msg":
+                got.append(frame["payload"]["id"])
+    return got, info.value.rcvd
+
+
 def test_stalled_reader_does_not_delay_others_and_overflow_closes_only_it(tmp_path):
     """One client stops reading; we measure delivery latency to a reading client meanwhile."""
     srv = stall_server(tmp_path, outbox=10)
@@ -275,13 +288,8 @@ def test_stalled_reader_does_not_delay_others_and_overflow_closes_only_it(tmp_pa
             health = get_json(srv.url + "/healthz")
             assert health["overflow_closes"] == 1 and health["connections"] in (2, 3)
             # the stalled client now reads: what was buffered, then close 1013
-            got = []
-            with pytest.raises(ConnectionClosed) as info:
-                while True:
-                    frame = json.loads(await asyncio.wait_for(stalled.conn.recv(), 10))
-                    if frame["type"] == "msg":
-                        got.append(frame["payload"]["id"])
-            assert info.value.rcvd is not None and info.value.rcvd.code == 1013
+            got, closing = await ids_until_closed(stalled)
+            assert closing is not None and closing.code == 1013
             assert got == list(range(1, len(got) + 1)) and len(got) < N
             # it comes back with since and loses nothing
             back = await Client.open(srv.ws_url, max_size=None)
@@ -291,5 +299,43 @@ def test_stalled_reader_does_not_delay_others_and_overflow_closes_only_it(tmp_pa
             assert await reader.nothing_within(0.1)
             drain.cancel()
             for c in (sender, reader, back):
+                await c.close()
+        run(go())
+
+
+def test_a_client_that_takes_nothing_for_stall_timeout_is_closed_and_resumes(tmp_path):
+    """Long before its outbox fills, a client whose socket takes no byte for
+    --stall-timeout seconds is closed with 1013 (the kernel's buffer for it capped
+    by --send-buffer); it then resumes with `since` and loses nothing."""
+    srv = ServerProcess(["--db", str(tmp_path / "c.db"), "--stall-timeout", "1", "--send-buffer", "16384",
+                         "--max-text", "5000"], log_path=tmp_path / "s.log")
+    with srv:
+        async def go():
+            sender = await Client.open(srv.ws_url)
+            stalled = await Client.open(srv.ws_url, max_queue=4)
+            await sender.join("sender")
+            await stalled.join("stalled")
+            await stalled.recv_notice("join", "stalled")  # from now on it reads nothing
+            drain = asyncio.ensure_future(sender.drain())
+            body = base64.b64encode(os.urandom(3_000)).decode()  # 4 kB
+            started, sent, closed_at = time.monotonic(), 0, None
+            while time.monotonic() - started < 20 and closed_at is None:  # 40 kB/s
+                await sender.say(f"{sent}:{body}")
+                sent += 1
+                await asyncio.sleep(0.1)
+                if get_json(srv.url + "/healthz")["overflow_closes"]:
+                    closed_at = time.monotonic() - started
+            assert closed_at is not None, "the stalled client was never closed"
+            print(f"stalled client closed after {closed_at:.1f} s, {sent} messages ({sent * 4} kB) sent")
+            assert closed_at < 10  # the 1000-frame outbox would take 100 s at this rate
+            got, closing = await ids_until_closed(stalled)
+            assert closing is not None and closing.code == 1013
+            assert "no progress" in closing.reason
+            assert got == list(range(1, len(got) + 1)) and len(got) < sent
+            back = await Client.open(srv.ws_url, max_size=None)
+            history, _ = await back.join("stalled", since=got[-1] if got else 0)
+            assert [h["payload"]["id"] for h in history] == list(range(len(got) + 1, sent + 1))
+            drain.cancel()
+            for c in (sender, back):
                 await c.close()
         run(go())
