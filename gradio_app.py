@@ -40,7 +40,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from chat_core.serve import uvicorn_config
 from chat_core.settings import Settings, add_arguments
 from chat_core.store import StoreInUse, check_free
-from chat_core.web import create_app
+from chat_core.web import create_app, is_chat_socket
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SPACE_DATA = Path("/data")  # a Space's persistent storage, when it has some
@@ -106,8 +106,13 @@ class ChatRoutes:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] in ("http", "websocket") and self.claims(scope):
-            # Starlette set scope["app"] to Gradio's app; the login check below needs it.
-            await self.chat({**scope, "gradio_app": scope.get("app")}, receive, send)
+            # Starlette set scope["app"] to Gradio's app; the login check needs it. (Set in
+            # place: a copy of the scope would live as long as each chat connection.)
+            scope["gradio_app"] = scope.get("app")
+            if is_chat_socket(scope):  # straight in: one layer less held by every open socket
+                await self.chat.state.chat.serve_websocket(scope, receive, send)
+            else:
+                await self.chat(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 

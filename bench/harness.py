@@ -172,10 +172,12 @@ def pinned(cpus: str, cmd: list[str]) -> list[str]:
 
 # -- servers ------------------------------------------------------------------
 SERVER_NAMES = ("app", "gradio", "websockets", "seed")
-APPS = ("app", "gradio")  # ours, imported from APP_PATH
+VARIANTS = ("app-asgi", "app-asyncio", "app-json")  # the app minus one fast part (bench/app_variant.py)
+APPS = ("app", "gradio", *VARIANTS)  # ours, imported from APP_PATH
 REFERENCE = "websockets"
 LABELS = {"app": "app (chat_core)", "gradio": "app (gradio_app.py)", "websockets": "websockets ref",
-          "seed": "seed design"}
+          "seed": "seed design", "app-asgi": "app, ASGI sends", "app-asyncio": "app, asyncio + h11",
+          "app-json": "app, stdlib json"}
 
 
 APP_PATH = [ROOT]  # where `python -m chat_core` is imported from (run.py --app-path)
@@ -193,6 +195,9 @@ def server_cmd(name: str, port: int, tmp: Path, max_seconds: float) -> list[str]
         return [sys.executable, "-m", "chat_core", "--host", "127.0.0.1", "--port", str(port), "--db", db]
     if name == "gradio":
         return [sys.executable, "gradio_app.py", "--host", "127.0.0.1", "--port", str(port), "--db", db]
+    if name in VARIANTS:
+        return [sys.executable, str(BENCH / "app_variant.py"), "--variant", name[len("app-"):],
+                "--host", "127.0.0.1", "--port", str(port), "--db", db]
     script = {"websockets": "ref_websockets.py", "seed": "ref_seed.py"}[name]
     return [sys.executable, str(BENCH / script), "--host", "127.0.0.1", "--port", str(port),
             "--max-seconds", str(int(max_seconds))]

@@ -9,7 +9,11 @@ from pathlib import Path
 
 from harness import LABELS, REFERENCE
 
-BEGIN, END = "<!-- bench:begin (written by `python bench/run.py --md`) -->", "<!-- bench:end -->"
+BLOCKS = {  # the generated parts of docs/benchmarks.md
+    "bench": ("<!-- bench:begin (written by `python bench/run.py --md`) -->", "<!-- bench:end -->"),
+    "ablation": ("<!-- ablation:begin (written by `python bench/run.py --ablation --md`) -->",
+                 "<!-- ablation:end -->"),
+}
 
 
 def med(values):
@@ -313,7 +317,25 @@ def markdown(results: dict, plot_rel: str | None) -> str:
     return "\n".join(p for p in parts if p)
 
 
-def write_md(path: Path, body: str) -> None:
+def ablation(results: dict) -> str:
+    """The busy room for the app and its variants, each one fast part short."""
+    servers = results["meta"]["servers"]
+    rows = ["| server | what differs from the app | server CPU µs/delivery | vs app | vs websockets ref | p50 ms | "
+            "p99 ms | server CPU % |", "|---|---|---|---|---|---|---|---|"]
+    what = {"app": "nothing", "app-asgi": "frames sent through ASGI `send`, not written once per broadcast",
+            "app-asyncio": "stdlib asyncio loop and h11 instead of uvloop and httptools",
+            "app-json": "stdlib json instead of orjson", REFERENCE: "(the reference)"}
+    for s in servers:
+        m = lambda k: metric(results, "busy", s, k)  # noqa: E731
+        rows.append(f"| {LABELS[s]} | {what.get(s, '')} | {f(m('cpu_us_per_delivery'), 2)} | "
+                    f"{fx(ratio(results, 'busy', s, 'cpu_us_per_delivery', ref='app'))} | "
+                    f"{fx(ratio(results, 'busy', s, 'cpu_us_per_delivery'))} | {f(m('p50_ms'))} | "
+                    f"{f(m('p99_ms'))} | {f(m('server_cpu_pct'), 0)} |")
+    return "\n".join([header(results), "\n".join(rows), ""])
+
+
+def write_md(path: Path, body: str, block_name: str = "bench") -> None:
+    BEGIN, END = BLOCKS[block_name]
     block = f"{BEGIN}\n{body}\n{END}"
     if path.exists():
         text = path.read_text()

@@ -8,6 +8,8 @@
     python bench/run.py --nice -10 ...       # root on a shared machine: priority (see pin.py)
     python bench/run.py --app-path DIR ...   # benchmark another chat_core checkout
     python bench/run.py --from-json FILE --md docs/benchmarks.md   # re-render saved results
+    python bench/run.py --ablation --md docs/benchmarks.md         # what the frame writer, uvloop
+                                                                   # and orjson each buy (busy room)
 
 Servers (each started fresh per scenario and run, pinned to the last CPU):
   app         python -m chat_core (uvicorn, the chat's WebSocket layer, SQLite in a temp dir,
@@ -15,6 +17,8 @@ Servers (each started fresh per scenario and run, pinned to the last CPU):
   gradio      python gradio_app.py: the same chat inside the Gradio app, as users run it
   websockets  bench/ref_websockets.py: websockets + broadcast, no persistence (the reference)
   seed        bench/ref_seed.py: the seed README's design (the before)
+With --ablation: the app and three variants of it, each without one fast part
+(bench/app_variant.py), against the websockets reference, in the busy room.
 The load generator (bench/loadgen.py worker processes) and this harness run on
 the other CPU(s). Figures are medians over --runs runs; ratios are taken to the
 websockets reference measured in the same run, then the median of those.
@@ -40,7 +44,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import harness  # noqa: E402
 import report  # noqa: E402
-from harness import APPS, LABELS, REFERENCE, ROOT, SERVER_NAMES, Server, app_available, cpu_plan, wait_quiet  # noqa: E402
+from harness import (APPS, LABELS, REFERENCE, ROOT, SERVER_NAMES, VARIANTS, Server, app_available,  # noqa: E402
+                     cpu_plan, wait_quiet)
 from scenarios import QUICK, SCENARIOS, Config, Ctx  # noqa: E402
 
 
@@ -151,6 +156,9 @@ def main() -> int:
     ap.add_argument("--max-minutes", type=float, default=90.0, help="abort the whole benchmark after this")
     ap.add_argument("--from-json", type=Path, default=None,
                     help="run nothing: render the tables (and --md, --plot) from a saved results file")
+    ap.add_argument("--ablation", action="store_true",
+                    help="busy room only, for the app, each variant of bench/app_variant.py (one fast part "
+                         "taken out) and the websockets reference: what each part buys")
     ap.add_argument("--client-check", action="store_true",
                     help="only compare the load generator's client with websockets.asyncio.client")
     a = ap.parse_args()
@@ -173,8 +181,10 @@ def main() -> int:
     runs = a.runs or (1 if a.quick else 3)
     scenarios = a.scenario or list(SCENARIOS)
     servers = a.servers.split(",") if a.servers else list(SERVER_NAMES)
+    if a.ablation:
+        scenarios, servers = ["busy"], ["app", *VARIANTS, REFERENCE]
     for s in servers:
-        if s not in SERVER_NAMES:
+        if s not in SERVER_NAMES + VARIANTS:
             ap.error(f"unknown server {s!r}")
     if a.app_path:
         harness.APP_PATH[0] = a.app_path.resolve()
@@ -251,10 +261,11 @@ def render(results: dict, a: argparse.Namespace, scenarios: list[str]) -> int:
         report.plot(results, a.plot)
         if a.md:
             plot_rel = os.path.relpath(a.plot, a.md.parent)
-    body = report.markdown(results, plot_rel)
+    ablation = getattr(a, "ablation", False) or any(s in VARIANTS for s in results["meta"]["servers"])
+    body = report.ablation(results) if ablation else report.markdown(results, plot_rel)
     print(body)
     if a.md:
-        report.write_md(a.md, body)
+        report.write_md(a.md, body, "ablation" if ablation else "bench")
         print(f"wrote {a.md}", file=sys.stderr)
     return 0
 

@@ -6,7 +6,7 @@ see :mod:`chat_core.transport`) and nothing is queued, the frame's bytes are
 written to the socket on the spot: no task, no per-recipient encoding. What a
 socket cannot take right now waits here, in order, and goes out when the socket
 drains. Without a frame writer, one long-lived sender task per connection
-drains the queue through ASGI ``send``.
+drains the queue through the connection's ASGI ``send``.
 
 A client that stops reading never delays anyone else; its queue fills, and once
 it holds ``limit`` frames, or has made no progress for ``stall_timeout``
@@ -18,15 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Awaitable, Callable, Optional, Protocol
+from typing import Any, Awaitable, Callable, Optional, Protocol
 
 from .protocol import wire
 
 log = logging.getLogger("chat_core.outbox")
 
-SendFn = Callable[[str], Awaitable[None]]
-CloseFn = Callable[[int, str], Awaitable[None]]
-AbandonFn = Callable[[], None]
+Send = Callable[[dict[str, Any]], Awaitable[None]]  # the connection's ASGI send
 
 FRAME_WRITER = "chat_core.frame_writer"  # the ASGI scope extension a FrameWriter is published under
 FLUSH_FRAMES = 64  # frames joined into one write when a full socket drains
@@ -47,14 +45,12 @@ class FrameWriter(Protocol):
 
 
 class Outbox:
-    __slots__ = ("_send", "_close", "_abandon", "_writer", "_limit", "_stall", "_extra", "_queue", "_since",
-                 "_waiter", "_sending", "_drained", "_close_code", "_close_reason", "_loop", "task", "closed")
+    __slots__ = ("_send", "_writer", "_limit", "_stall", "_extra", "_queue", "_since", "_waiter", "_sending",
+                 "_drained", "_close_code", "_close_reason", "_loop", "on_abandon", "abandoned", "task", "closed")
 
-    def __init__(self, send: SendFn, close: CloseFn, limit: int, abandon: Optional[AbandonFn] = None,
-                 writer: Optional[FrameWriter] = None, stall_timeout: float = 0.0) -> None:
+    def __init__(self, send: Send, limit: int, writer: Optional[FrameWriter] = None, stall_timeout: float = 0.0,
+                 on_abandon: Optional[Callable[[], Any]] = None) -> None:
         self._send = send
-        self._close = close
-        self._abandon = abandon  # called when even the close frame cannot be delivered
         self._writer = writer
         self._limit = limit
         self._stall = stall_timeout
@@ -67,6 +63,8 @@ class Outbox:
         self._close_code = 0
         self._close_reason = ""
         self._loop = asyncio.get_running_loop()
+        self.on_abandon = on_abandon  # called when even the close frame cannot be delivered
+        self.abandoned = False
         self.task: Optional[asyncio.Task[None]] = None  # the sender (no writer), or the closer
         self.closed = False  # no more frames will be sent
         if writer is not None:
@@ -105,7 +103,8 @@ class Outbox:
                 if done is None:
                     self.close(0)  # the peer is gone; the receive side ends the session
                     return False
-            self._since = self._loop.time()
+            if not self._sending:  # (a sender stuck mid-send made its last progress before)
+                self._since = self._loop.time()
         elif self._stall and self._loop.time() - self._since > self._stall:
             self.close(OVERFLOW, f"no progress for {self._stall:g}s: reading too slowly")
             return False
@@ -195,7 +194,7 @@ class Outbox:
                 while queue:
                     self._sending = True
                     try:
-                        await self._send(queue.pop(0))
+                        await self._send({"type": "websocket.send", "text": queue.pop(0)})
                     finally:
                         self._sending = False
                     self._since = self._loop.time()
@@ -219,10 +218,12 @@ class Outbox:
 
     async def _send_close(self) -> None:
         try:
-            await asyncio.wait_for(self._close(self._close_code, self._close_reason), CLOSE_TIMEOUT)
+            await asyncio.wait_for(self._send({"type": "websocket.close", "code": self._close_code,
+                                               "reason": self._close_reason}), CLOSE_TIMEOUT)
         except asyncio.TimeoutError:
             log.info("peer did not take the close frame within %ss: abandoning it", CLOSE_TIMEOUT)
-            if self._abandon is not None:
-                self._abandon()
+            self.abandoned = True
+            if self.on_abandon is not None:
+                self.on_abandon()
         except Exception as exc:
             log.debug("close failed: %r", exc)

@@ -131,7 +131,8 @@ class ChatServer:
 
     async def serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``/ws`` as a plain ASGI app (see :class:`ChatAPI`): admit or refuse the
-        handshake, then serve the connection."""
+        handshake, then hand the socket's frames to the hub until it closes. One
+        coroutine for the connection's life: every nested one would be kept per socket."""
         hub = self._hub()
         s = self.settings
         if (await receive())["type"] != "websocket.connect":  # ASGI: the handshake's first event
@@ -148,44 +149,17 @@ class ChatServer:
         # KB: let them go rather than keep them for the whole life of the connection.
         if isinstance(scope.get("headers"), list):
             scope["headers"].clear()
+        await send({"type": "websocket.accept"})
         if not self.addresses.acquire(address):
-            await send({"type": "websocket.accept"})
             await send({"type": "websocket.send", "text": protocol.error(
                 "too_many_connections", f"This address already has {s.max_conn_per_ip} open connections.")})
             await send({"type": "websocket.close", "code": POLICY, "reason": "too many connections"})
             return
-        try:
-            await send({"type": "websocket.accept"})
-            await self._serve(scope, receive, send, hub, login)
-        finally:
-            self.addresses.release(address)
-
-    async def websocket(self, websocket: WebSocket) -> None:
-        """The router's ``/ws`` route, for apps that mount these routes without :class:`ChatAPI`."""
-        await self.serve_websocket(websocket.scope, websocket.receive, websocket.send)
-
-    async def _serve(self, scope: Scope, receive: Receive, send: Send, hub: Hub, login: Optional[str]) -> None:
-        s = self.settings
-
-        async def send_text(text: str) -> None:
-            await send({"type": "websocket.send", "text": text})
-
-        async def close(code: int, reason: str) -> None:
-            await send({"type": "websocket.close", "code": code, "reason": reason})
-
-        route = asyncio.current_task()
-        abandoned = finishing = False
-
-        def abandon() -> None:  # the peer stopped reading for good: stop waiting on it
-            nonlocal abandoned
-            abandoned = True
-            if route is not None and not finishing:  # in `finally` the route only waits for the outbox, ending now
-                route.cancel()
-
         writer: Optional[FrameWriter] = scope.get("extensions", {}).get(FRAME_WRITER)
         if writer is not None and s.send_buffer:
             writer.set_send_buffer(s.send_buffer)
-        outbox = Outbox(send_text, close, s.outbox, abandon, writer, s.stall_timeout)
+        route = asyncio.current_task()  # cancelled if the peer stops reading for good (abandoned)
+        outbox = Outbox(send, s.outbox, writer, s.stall_timeout, route.cancel if route is not None else None)
         session = Session(hub.attach(outbox), s, login)
         outbox.start()
         try:
@@ -203,15 +177,20 @@ class ChatServer:
                     break
                 await self.handle(session, text)
         except asyncio.CancelledError:
-            if not abandoned:
+            if not outbox.abandoned:
                 raise
         finally:
-            finishing = True
+            outbox.on_abandon = None  # from here the route only waits for the outbox, which is ending
             hub.detach(session.member)
+            self.addresses.release(address)
             if not outbox.closed:
                 outbox.close(0)  # the peer is gone: nothing more to send, no close frame
             if outbox.task is not None and outbox.task is not asyncio.current_task():
                 await asyncio.wait([outbox.task])
+
+    async def websocket(self, websocket: WebSocket) -> None:
+        """The router's ``/ws`` route, for apps that mount these routes without :class:`ChatAPI`."""
+        await self.serve_websocket(websocket.scope, websocket.receive, websocket.send)
 
     async def handle(self, session: Session, text: str) -> None:
         """One text frame from a client: parse, validate, limit, hand over; errors go back as frames."""
@@ -295,11 +274,16 @@ class ChatAPI(FastAPI):
     """
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "websocket" and route_path(scope) == WS_PATH:
+        if is_chat_socket(scope):
             scope["app"] = self
             await self.state.chat.serve_websocket(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+
+def is_chat_socket(scope: Scope) -> bool:
+    """A WebSocket handshake for ``/ws``."""
+    return scope["type"] == "websocket" and route_path(scope) == WS_PATH
 
 
 def route_path(scope: Scope) -> str:

@@ -332,7 +332,7 @@ class Peer:
         self.closed_with: Optional[int] = None
         self.dead = False
         self.joins: list = []  # (index into log where an accepted join's answer starts, room)
-        self.outbox = RecordingOutbox(self._send, self._close, server.settings.outbox, log=self.log)
+        self.outbox = RecordingOutbox(self._send, server.settings.outbox, log=self.log)
         self.member = server.hub.attach(self.outbox)
         self.session = Session(self.member, server.settings, None)
         self.outbox.start()
@@ -340,11 +340,11 @@ class Peer:
         self.room: Optional[str] = None
         self.name: Optional[str] = None
 
-    async def _send(self, text: str) -> None:
-        self.frames.append(json.loads(text))
-
-    async def _close(self, code: int, reason: str) -> None:
-        self.closed_with = code
+    async def _send(self, message: dict) -> None:  # the connection's ASGI send
+        if message["type"] == "websocket.send":
+            self.frames.append(json.loads(message["text"]))
+        elif message["type"] == "websocket.close":
+            self.closed_with = message["code"]
 
     @property
     def key(self) -> Optional[str]:

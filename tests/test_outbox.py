@@ -54,14 +54,14 @@ class Conn:
         self.socket = Socket()
         self.sent_by_asgi: list = []
         self.closed_with: Optional[int] = None
-        self.outbox = Outbox(self._send, self._close, limit, writer=self.socket, stall_timeout=stall)
+        self.outbox = Outbox(self._send, limit, writer=self.socket, stall_timeout=stall)
         self.outbox.start()
 
-    async def _send(self, text: str) -> None:
-        self.sent_by_asgi.append(text)
-
-    async def _close(self, code: int, reason: str) -> None:
-        self.closed_with = code
+    async def _send(self, message: dict) -> None:  # the connection's ASGI send
+        if message["type"] == "websocket.send":
+            self.sent_by_asgi.append(message["text"])
+        elif message["type"] == "websocket.close":
+            self.closed_with = message["code"]
 
 
 def msg(i: int) -> str:
