@@ -17,7 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
+
+sys.path.append(str(Path(__file__).resolve().parent.parent))  # chat_core; PYTHONPATH (--app-path) comes first
 
 VARIANTS = ("asgi", "asyncio", "json")
 

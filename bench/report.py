@@ -318,19 +318,29 @@ def markdown(results: dict, plot_rel: str | None) -> str:
 
 
 def ablation(results: dict) -> str:
-    """The busy room for the app and its variants, each one fast part short."""
-    servers = results["meta"]["servers"]
-    rows = ["| server | what differs from the app | server CPU µs/delivery | vs app | vs websockets ref | p50 ms | "
-            "p99 ms | server CPU % |", "|---|---|---|---|---|---|---|---|"]
+    """The busy room and the crowd for the app and its variants, each one fast part short."""
+    servers, scen = results["meta"]["servers"], results["meta"]["scenarios"]
     what = {"app": "nothing", "app-asgi": "frames sent through ASGI `send`, not written once per broadcast",
             "app-asyncio": "stdlib asyncio loop and h11 instead of uvloop and httptools",
             "app-json": "stdlib json instead of orjson", REFERENCE: "(the reference)"}
+    head = ["| server | what differs from the app |"]
+    if "busy" in scen:
+        head.append(" busy: CPU µs/delivery | vs app | vs ref | busy p99 ms |")
+    if "crowd" in scen:
+        head.append(" crowd: CPU µs/join | vs app | joined in s | RSS KB/conn | message p99 ms |")
+    rows = ["".join(head), "|" + "---|" * "".join(head).count(" |")]
     for s in servers:
-        m = lambda k: metric(results, "busy", s, k)  # noqa: E731
-        rows.append(f"| {LABELS[s]} | {what.get(s, '')} | {f(m('cpu_us_per_delivery'), 2)} | "
+        m = lambda sc, k: metric(results, sc, s, k)  # noqa: E731
+        row = f"| {LABELS[s]} | {what.get(s, '')} |"
+        if "busy" in scen:
+            row += (f" {f(m('busy', 'cpu_us_per_delivery'), 2)} | "
                     f"{fx(ratio(results, 'busy', s, 'cpu_us_per_delivery', ref='app'))} | "
-                    f"{fx(ratio(results, 'busy', s, 'cpu_us_per_delivery'))} | {f(m('p50_ms'))} | "
-                    f"{f(m('p99_ms'))} | {f(m('server_cpu_pct'), 0)} |")
+                    f"{fx(ratio(results, 'busy', s, 'cpu_us_per_delivery'))} | {f(m('busy', 'p99_ms'))} |")
+        if "crowd" in scen:
+            row += (f" {f(m('crowd', 'join_cpu_us_per_join'), 0)} | "
+                    f"{fx(ratio(results, 'crowd', s, 'join_cpu_us_per_join', ref='app'))} | "
+                    f"{f(m('crowd', 'join_s'))} | {f(m('crowd', 'rss_per_conn_kb'))} | {f(m('crowd', 'p99_ms'))} |")
+        rows.append(row)
     return "\n".join([header(results), "\n".join(rows), ""])
 
 

@@ -18,7 +18,7 @@ Servers (each started fresh per scenario and run, pinned to the last CPU):
   websockets  bench/ref_websockets.py: websockets + broadcast, no persistence (the reference)
   seed        bench/ref_seed.py: the seed README's design (the before)
 With --ablation: the app and three variants of it, each without one fast part
-(bench/app_variant.py), against the websockets reference, in the busy room.
+(bench/app_variant.py), against the websockets reference, in the busy room and the crowd.
 The load generator (bench/loadgen.py worker processes) and this harness run on
 the other CPU(s). Figures are medians over --runs runs; ratios are taken to the
 websockets reference measured in the same run, then the median of those.
@@ -157,8 +157,8 @@ def main() -> int:
     ap.add_argument("--from-json", type=Path, default=None,
                     help="run nothing: render the tables (and --md, --plot) from a saved results file")
     ap.add_argument("--ablation", action="store_true",
-                    help="busy room only, for the app, each variant of bench/app_variant.py (one fast part "
-                         "taken out) and the websockets reference: what each part buys")
+                    help="busy room and crowd only, for the app, each variant of bench/app_variant.py (one fast "
+                         "part taken out) and the websockets reference: what each part buys")
     ap.add_argument("--client-check", action="store_true",
                     help="only compare the load generator's client with websockets.asyncio.client")
     a = ap.parse_args()
@@ -182,7 +182,7 @@ def main() -> int:
     scenarios = a.scenario or list(SCENARIOS)
     servers = a.servers.split(",") if a.servers else list(SERVER_NAMES)
     if a.ablation:
-        scenarios, servers = ["busy"], ["app", *VARIANTS, REFERENCE]
+        scenarios, servers = ["busy", "crowd"], ["app", *VARIANTS, REFERENCE]
     for s in servers:
         if s not in SERVER_NAMES + VARIANTS:
             ap.error(f"unknown server {s!r}")
