@@ -74,3 +74,13 @@ def test_outgoing_frames_match_the_seed_shapes():
     assert err == {"type": "error", "code": "bad_json", "message": "Nope."}
     note = json.loads(protocol.notice("join", "alice", "lobby"))
     assert note["type"] == "join" and note["payload"]["user"] == "alice" and isinstance(note["payload"]["ts"], float)
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "a\\ud83d"])
+def test_a_lone_surrogate_escape_is_refused_at_the_edge(escape):
+    """Such a string cannot be stored (SQLite encodes UTF-8): accepting it would fail
+    the whole history batch it was written with, other people's messages included."""
+    with pytest.raises(ProtocolError) as e:
+        parse('{"type": "msg", "payload": {"text": "%s"}}' % escape, 2000)
+    assert e.value.code == "bad_json"
+    assert parse('{"type": "msg", "payload": {"text": "\\ud83d\\ude00"}}', 2000) == Msg("\U0001F600")  # a pair is fine
