@@ -20,9 +20,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-sys.path.append(str(Path(__file__).resolve().parent.parent))  # chat_core; PYTHONPATH (--app-path) comes first
-
-VARIANTS = ("asgi", "asyncio", "json")
+VARIANTS = {  # variant: what differs from the app (the --ablation table says it too)
+    "asgi": "frames sent through ASGI `send`, not written once per broadcast",
+    "asyncio": "stdlib asyncio loop and h11 instead of uvloop and httptools",
+    "json": "stdlib json instead of orjson",
+}
 
 
 class StdlibJson:
@@ -41,8 +43,9 @@ class StdlibJson:
 
 def main() -> None:
     ap = argparse.ArgumentParser(add_help=False)
-    ap.add_argument("--variant", choices=VARIANTS, required=True)
+    ap.add_argument("--variant", choices=list(VARIANTS), required=True)
     known, rest = ap.parse_known_args()
+    sys.path.append(str(Path(__file__).resolve().parent.parent))  # chat_core; PYTHONPATH (--app-path) comes first
 
     from chat_core import __main__ as entry
     from chat_core import protocol, serve

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+import app_variant  # noqa: E402  (bench/, next to this file)
+
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -172,7 +174,7 @@ def pinned(cpus: str, cmd: list[str]) -> list[str]:
 
 # -- servers ------------------------------------------------------------------
 SERVER_NAMES = ("app", "gradio", "websockets", "seed")
-VARIANTS = ("app-asgi", "app-asyncio", "app-json")  # the app minus one fast part (bench/app_variant.py)
+VARIANTS = tuple(f"app-{v}" for v in app_variant.VARIANTS)  # the app minus one fast part
 APPS = ("app", "gradio", *VARIANTS)  # ours, imported from APP_PATH
 REFERENCE = "websockets"
 LABELS = {"app": "app (chat_core)", "gradio": "app (gradio_app.py)", "websockets": "websockets ref",

@@ -7,6 +7,7 @@ import re
 import statistics
 from pathlib import Path
 
+import app_variant
 from harness import LABELS, REFERENCE
 
 BLOCKS = {  # the generated parts of docs/benchmarks.md
@@ -320,9 +321,7 @@ def markdown(results: dict, plot_rel: str | None) -> str:
 def ablation(results: dict) -> str:
     """The busy room and the crowd for the app and its variants, each one fast part short."""
     servers, scen = results["meta"]["servers"], results["meta"]["scenarios"]
-    what = {"app": "nothing", "app-asgi": "frames sent through ASGI `send`, not written once per broadcast",
-            "app-asyncio": "stdlib asyncio loop and h11 instead of uvloop and httptools",
-            "app-json": "stdlib json instead of orjson", REFERENCE: "(the reference)"}
+    what = {"app": "nothing", REFERENCE: "(the reference)", **{f"app-{v}": w for v, w in app_variant.VARIANTS.items()}}
     head = ["| server | what differs from the app |"]
     if "busy" in scen:
         head.append(" busy: CPU µs/delivery | vs app | vs ref | busy p99 ms |")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Optional

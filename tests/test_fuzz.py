@@ -811,7 +811,6 @@ def test_real_server_survives_random_frames_while_others_chat(tmp_path):
 
     async def fuzz(stop: asyncio.Event) -> None:
         client = await Client.open(srv.ws_url, max_size=None)
-        pending_pongs = 0
         try:
             for _ in range(FUZZ_FRAMES):
                 kind, data = gen.frame()

@@ -3,9 +3,7 @@
 import asyncio
 import base64
 import json
-import os
 import signal
-import socket
 import time
 import urllib.error
 import urllib.request
