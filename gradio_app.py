@@ -19,32 +19,31 @@ function, `server_options`, so they serve the same thing; `launch` is kept for
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import hashlib
 import os
 import signal
 import stat
 import sys
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Mapping, Optional
+from typing import Any, AsyncIterator, Iterator, Mapping, Optional
 
 import gradio as gr
+import uvicorn
 from fastapi import FastAPI
-from starlette.middleware import Middleware
 from starlette.requests import HTTPConnection
-from starlette.routing import Match
+from starlette.routing import Match, Mount
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chat_core.serve import uvicorn_config
-from chat_core.settings import Settings, add_arguments
-from chat_core.store import StoreInUse, check_free
-from chat_core.web import create_app, is_chat_socket
+from chat_core.admission import Login
+from chat_core.serve import uvicorn_options
+from chat_core.settings import SettingError, Settings, add_arguments
+from chat_core.store import StoreInUse, StoreUnusable, check_free, check_store
+from chat_core.web import bad_host, create_app, is_chat_socket
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SPACE_DATA = Path("/data")  # a Space's persistent storage, when it has some
-SHARE_ORIGIN = "https://*.gradio.live"  # where Gradio's share links live
 
 # --- the widget: the markup of assets/page.html, with chat.js and chat.css ---
 
@@ -88,31 +87,46 @@ with gr.Blocks(title="Realtime chat") as demo:
     )
 
 
-# --- the server: Gradio's FastAPI app, which also serves the chat ------------
+# --- the server: Gradio's FastAPI app, with the chat app in front of it ------
 
 
 class ChatRoutes:
-    """ASGI middleware for Gradio's app: requests that a route of the chat app
-    answers (/ws, /api/..., /healthz, /chat, /openapi.json, /docs) go to the chat
-    app; everything else goes on to Gradio.
+    """ASGI app in front of Gradio's: requests that a route of the chat app answers
+    (/ws, /api/..., /healthz, /chat, /openapi.json, /docs) go to the chat app;
+    everything else goes on to Gradio. It stands outside Gradio's middleware (its
+    CORS layer would allow any origin to read the chat's API with the user's
+    cookie), and it refuses, for Gradio's routes too, a Host this server does not
+    serve (the DNS-rebinding guard, chat_core.admission.host_allowed).
 
+    ``gradio`` is Gradio's own app, whose session table the login check reads.
     Gradio serves its own build under /assets too, so a static mount of the chat
     app claims only the files it has.
     """
 
-    def __init__(self, app: ASGIApp, chat: FastAPI) -> None:
+    def __init__(self, app: ASGIApp, chat: FastAPI, gradio: Any = None) -> None:
         self.app = app
         self.chat = chat
+        self.gradio = gradio if gradio is not None else app
+
+    @property
+    def router(self) -> Any:
+        """The wrapped app's router, whose ``lifespan_context`` starts the chat: for an app
+        that mounts this one (a Mount passes no lifespan events on)."""
+        return self.app.router  # type: ignore[attr-defined]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and self.claims(scope):
-            # Starlette set scope["app"] to Gradio's app; the login check needs it. (Set in
-            # place: a copy of the scope would live as long as each chat connection.)
-            scope["gradio_app"] = scope.get("app")
-            if is_chat_socket(scope):  # straight in: one layer less held by every open socket
-                await self.chat.state.chat.serve_websocket(scope, receive, send)
-            else:
-                await self.chat(scope, receive, send)
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        server = self.chat.state.chat
+        if is_chat_socket(scope):  # straight in: one layer less held by every open socket
+            scope["gradio_app"] = self.gradio  # (in place: a copy would live as long as the socket)
+            await server.serve_websocket(scope, receive, send)
+        elif scope["type"] == "http" and not server.http_allowed(scope):
+            await bad_host(scope, receive, send)
+        elif self.claims(scope):
+            scope["gradio_app"] = self.gradio
+            await self.chat(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -133,14 +147,17 @@ class ChatRoutes:
         return False
 
 
-def gradio_login(conn: HTTPConnection) -> Optional[str]:
-    """The user logged in through Gradio's login page (``--auth``), from its session cookie."""
+def gradio_login(conn: HTTPConnection) -> Optional[Login]:
+    """The user logged in through Gradio's login page (``--auth``), from its session
+    cookie (Gradio 6.31: ``access-token-<cookie_id>`` or ``access-token-unsecure-<cookie_id>``,
+    looked up in ``App.tokens``); the cookie's value identifies the session."""
     gradio = conn.scope.get("gradio_app")
     if gradio is None:
         return None
     token = (conn.cookies.get(f"access-token-{gradio.cookie_id}")
              or conn.cookies.get(f"access-token-unsecure-{gradio.cookie_id}"))
-    return gradio.tokens.get(token) if token else None
+    user = gradio.tokens.get(token) if token else None
+    return Login(user, token) if user and token else None
 
 
 def chat_app(settings: Settings) -> FastAPI:
@@ -158,7 +175,7 @@ def server_options(chat: FastAPI) -> dict[str, Any]:
             yield
 
     return {
-        "app_kwargs": {"lifespan": lifespan, "middleware": [Middleware(ChatRoutes, chat=chat)]},
+        "app_kwargs": {"lifespan": lifespan},
         # Gradio's login page in front of the UI; /ws and the API check the same session.
         "auth": list(settings.logins().items()) or None,
         # Gradio's SSR puts a Node proxy in front that forwards only Gradio's own
@@ -168,6 +185,31 @@ def server_options(chat: FastAPI) -> dict[str, Any]:
         # the chat's HTTP API is described at /docs; Gradio's "Use via API" page would list nothing
         "footer_links": ["gradio", "settings"],
     }
+
+
+@contextmanager
+def chat_uvicorn(chat: FastAPI) -> Iterator[None]:
+    """While ``demo.launch`` runs, make the uvicorn server it starts the chat's.
+
+    Gradio 6.31's ``gradio.http_server.start_server`` builds
+    ``uvicorn.Config(app=..., port=..., host=..., log_level=..., ssl_...)`` and starts
+    it at once, with no way to pass other options. Through this, that config gets
+    :class:`ChatRoutes` in front of Gradio's app, and the chat's HTTP and WebSocket
+    protocols and options (chat_core.serve.uvicorn_options) from the first connection:
+    no X-Forwarded-For believed from loopback peers, a header timeout, frames written
+    once per broadcast. tests/test_gradio_app.py fails if Gradio stops calling it so.
+    """
+    real = uvicorn.Config
+    settings: Settings = chat.state.chat.settings
+
+    def config(app: Any, **kwargs: Any) -> uvicorn.Config:
+        return real(ChatRoutes(app, chat), **{**kwargs, **uvicorn_options(settings)})
+
+    uvicorn.Config = config  # type: ignore[assignment,misc]
+    try:
+        yield
+    finally:
+        uvicorn.Config = real  # type: ignore[misc]
 
 
 def space_db(environ: Mapping[str, str] = os.environ, data_dir: Optional[Path] = None) -> Optional[str]:
@@ -180,23 +222,33 @@ def space_db(environ: Mapping[str, str] = os.environ, data_dir: Optional[Path] =
 
 def settings_from(args: Optional[argparse.Namespace] = None, environ: Mapping[str, str] = os.environ) -> Settings:
     """Chat settings: flags over CHAT_* variables over defaults; /data/chat.db on a
-    Space with storage; with --share, pages on the share link's origin may open /ws."""
+    Space with storage. (With --share, the link's own origin is allowed once Gradio
+    has made it: see ChatServer.allow_share_link.)"""
     db = None if environ.get("CHAT_DB") or (args is not None and args.db) else space_db(environ)
     if args is None:
         return Settings.from_env(environ, db=db)
     if db:
         args = argparse.Namespace(**{**vars(args), "db": db})
-    settings = Settings.from_args(args, environ)
-    if getattr(args, "share", False):
-        origins = [o.strip() for o in settings.allowed_origins.split(",") if o.strip()]
-        settings = dataclasses.replace(settings, allowed_origins=",".join([*origins, SHARE_ORIGIN]))
-    return settings
+    return Settings.from_args(args, environ)
 
 
-def build_app(settings: Optional[Settings] = None) -> FastAPI:
+def checked_settings(args: Optional[argparse.Namespace] = None) -> Settings:
+    """:func:`settings_from`, with a store that can be opened; else exit with one line."""
+    try:
+        settings = settings_from(args)
+        check_store(settings.db)
+        return settings
+    except (SettingError, StoreUnusable) as exc:
+        sys.exit(f"error: {exc}")
+
+
+def build_app(settings: Optional[Settings] = None) -> ChatRoutes:
     """The ASGI app for `uvicorn gradio_app:app` (settings from CHAT_* variables)."""
+    chat = chat_app(settings or checked_settings())
     shell = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-    return gr.mount_gradio_app(shell, demo, path="/", **server_options(chat_app(settings or settings_from())))
+    gr.mount_gradio_app(shell, demo, path="/", **server_options(chat))
+    mounted = next(route.app for route in shell.routes if isinstance(route, Mount))  # Gradio's own app
+    return ChatRoutes(shell, chat, gradio=mounted)
 
 
 def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
@@ -221,7 +273,7 @@ def bind_host(args: argparse.Namespace, environ: Mapping[str, str] = os.environ)
 
 def main(argv: Optional[list[str]] = None) -> None:
     args = parse_args(argv)
-    settings = settings_from(args)
+    settings = checked_settings(args)
     try:
         check_free(settings.db)  # before Gradio starts: a second server on the same file would reuse ids
     except StoreInUse as exc:
@@ -237,21 +289,17 @@ def main(argv: Optional[list[str]] = None) -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     try:
-        demo.launch(
-            server_name=bind_host(args),
-            server_port=args.port,  # None: GRADIO_SERVER_PORT, else 7860 and up
-            share=True if args.share else None,  # None: GRADIO_SHARE decides, as in any Gradio app
-            inbrowser=args.inbrowser,
-            prevent_thread_lock=True,
-            **server_options(chat),
-        )
-        # Gradio starts uvicorn with uvicorn's WebSocket defaults. Each new connection reads
-        # them from the config, so from here on connections get the chat's pings, frame
-        # limit and no per-message compression (those made during startup keep the defaults).
-        wanted = uvicorn_config(None, "", 0, settings)
-        for name in ("ws_max_size", "ws_ping_interval", "ws_ping_timeout", "ws_per_message_deflate"):
-            setattr(demo.server.config, name, getattr(wanted, name))
-        demo.server.config.ws_protocol_class = wanted.ws  # chat_core.transport: one frame per broadcast
+        with chat_uvicorn(chat):
+            demo.launch(
+                server_name=bind_host(args),
+                server_port=args.port,  # None: GRADIO_SERVER_PORT, else 7860 and up
+                share=True if args.share else None,  # None: GRADIO_SHARE decides, as in any Gradio app
+                inbrowser=args.inbrowser,
+                prevent_thread_lock=True,
+                **server_options(chat),
+            )
+        if demo.share_url:
+            chat.state.chat.allow_share_link(demo.share_url)
         demo.block_thread()  # until Ctrl+C or SIGTERM; it closes the server then
     except KeyboardInterrupt:  # stopped while still starting up
         demo.close()

@@ -48,8 +48,9 @@
     }
   };
 
-  function tokenKey(room, user) {
-    return "chat:token:" + room + ":" + String(user).toLowerCase();
+  // A resume token holds a name in every room (docs/protocol.md), so it is kept per name.
+  function tokenKey(user) {
+    return "chat:token:" + String(user).toLowerCase();
   }
 
   function checkName(name) {
@@ -103,10 +104,12 @@
     if (last < text.length) el.appendChild(document.createTextNode(text.slice(last)));
   }
 
-  function wsUrl(base) {
+  /** The socket's URL; with logins, the ticket of this page's session (from api/me),
+   * which proves to the server that the socket comes from a page it served. */
+  function wsUrl(base, ticket) {
     var url = new URL("ws", base);
     url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
-    url.search = "";
+    url.search = ticket ? "?ticket=" + encodeURIComponent(ticket) : "";
     url.hash = "";
     return url.href;
   }
@@ -225,7 +228,10 @@
     if (url) {
       fetch(new URL(url, this.base).href, { credentials: "same-origin" })
         .then(function (r) { return r.ok ? r.json() : {}; })
-        .then(function (j) { if (j && j.user) self.useFixedName(String(j.user)); else self.useStoredName(); })
+        .then(function (j) {
+          if (j && j.ticket) self.ticket = String(j.ticket);
+          if (j && j.user) self.useFixedName(String(j.user)); else self.useStoredName();
+        })
         .catch(function () { self.useStoredName(); });
       return;
     }
@@ -378,7 +384,7 @@
     else this.setState("connecting", "Connecting…");
     var ws;
     try {
-      ws = new WebSocket(wsUrl(this.base));
+      ws = new WebSocket(wsUrl(this.base, this.ticket));
     } catch (e) {
       this.scheduleReconnect("Could not open a WebSocket: " + e.message);
       return;
@@ -413,7 +419,7 @@
     var payload = { user: w.user, room: w.room };
     // Back in the room we show: ask only for what we have not seen.
     if (this.viewRoom === w.room && this.everJoined) payload.since = this.lastId;
-    var token = storage.get(tokenKey(w.room, w.user));
+    var token = storage.get(tokenKey(w.user));
     if (token) payload.token = token;
     this.pending = [];
     this.joinSent = payload;
@@ -530,7 +536,7 @@
     this.wanted = { user: p.user, room: p.room };
     if (!this.fixedUser) storage.set("chat:name", p.user);
     storage.set("chat:room", p.room);
-    if (p.token) storage.set(tokenKey(p.room, p.user), String(p.token));
+    if (p.token) storage.set(tokenKey(p.user), String(p.token));
     if (!this.fixedUser) this.el.name.value = p.user;
 
     this.el.list.setAttribute("aria-busy", "true");
@@ -559,7 +565,7 @@
       this.pending = null;
       var w = this.wanted;
       if (code === "bad_token") {
-        storage.set(tokenKey(w.room, w.user), null);
+        storage.set(tokenKey(w.user), null);
         this.sendJoin();
         return;
       }
@@ -670,11 +676,13 @@
     meta.className = "chat-meta";
     var author = document.createElement("span");
     author.className = "chat-author";
+    author.dir = "auto"; // each name and text its own direction: one message cannot reorder the page
     author.textContent = user;
     meta.appendChild(author);
     meta.appendChild(this.timeElement(p.ts));
     var body = document.createElement("div");
     body.className = "chat-text";
+    body.dir = "auto";
     appendLinkified(body, typeof p.text === "string" ? p.text : "");
     li.appendChild(meta);
     li.appendChild(body);
@@ -773,6 +781,7 @@
       li.className = "chat-user";
       li.setAttribute("data-user", n);
       var name = document.createElement("span");
+      name.dir = "auto";
       name.textContent = n;
       li.appendChild(name);
       if (n.toLowerCase() === me) {

@@ -25,7 +25,10 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 now_ns = time.monotonic_ns
 
 # Abuse limits off (issue 4: 0 turns each off); unknown variables are harmless.
-APP_ENV = {"CHAT_RATE": "0", "CHAT_JOIN_RATE": "0", "CHAT_MAX_CONN_PER_IP": "0", "GRADIO_ANALYTICS_ENABLED": "False"}
+APP_ENV = {"CHAT_RATE": "0", "CHAT_JOIN_RATE": "0", "CHAT_MAX_CONN_PER_IP": "0", "CHAT_FRAME_RATE": "0",
+           "CHAT_IP_RATE": "0", "CHAT_IP_JOIN_RATE": "0", "CHAT_CONN_RATE": "0", "CHAT_ROOM_RATE": "0",
+           "CHAT_NAME_RATE": "0", "CHAT_MAX_ROOMS": "0", "CHAT_NAME_RESERVE": "0", "CHAT_MAX_HALF_OPEN_PER_IP": "0",
+           "GRADIO_ANALYTICS_ENABLED": "False"}
 
 
 # -- CPUs ---------------------------------------------------------------------

@@ -13,7 +13,8 @@
 
 Servers (each started fresh per scenario and run, pinned to the last CPU):
   app         python -m chat_core (uvicorn, the chat's WebSocket layer, SQLite in a temp dir,
-              abuse limits off through CHAT_RATE=0 CHAT_JOIN_RATE=0 CHAT_MAX_CONN_PER_IP=0)
+              abuse limits off through CHAT_RATE=0 CHAT_JOIN_RATE=0 CHAT_MAX_CONN_PER_IP=0 and the
+              other limits of bench/harness.py's APP_ENV)
   gradio      python gradio_app.py: the same chat inside the Gradio app, as users run it
   websockets  bench/ref_websockets.py: websockets + broadcast, no persistence (the reference)
   seed        bench/ref_seed.py: the seed README's design (the before)

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from .serve import serve
-from .settings import Settings, add_arguments
-from .store import StoreInUse, check_free
+from .settings import SettingError, Settings, add_arguments
+from .store import StoreInUse, StoreUnusable, check_free, check_store
 from .web import create_app
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -20,10 +20,11 @@ def main(argv: "list[str] | None" = None) -> None:
     parser.add_argument("--port", type=int, default=8000, help="Port to listen on.")
     add_arguments(parser)
     args = parser.parse_args(argv)
-    settings = Settings.from_args(args)
     try:
+        settings = Settings.from_args(args)
         check_free(settings.db)
-    except StoreInUse as exc:
+        check_store(settings.db)
+    except (SettingError, StoreInUse, StoreUnusable) as exc:
         sys.exit(f"error: {exc}")
     app = create_app(settings, assets_dir=ASSETS if (ASSETS / "page.html").is_file() else None)
     serve(app, args.host, args.port, settings, log_level="info")

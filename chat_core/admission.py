@@ -7,16 +7,29 @@ import base64
 import binascii
 import fnmatch
 import hmac
-from typing import Callable, Optional
+import ipaddress
+from typing import Callable, Iterable, NamedTuple, Optional
 from urllib.parse import urlsplit
 
 from starlette.requests import HTTPConnection
+from starlette.types import Scope
 
 from .limits import client_address
-from .settings import Settings
+from .settings import Settings, split_list
 
-# Given a request, the logged-in user name, or None when not logged in.
-Authenticator = Callable[[HTTPConnection], Optional[str]]
+PEER = "chat_core.peer"  # ASGI scope extension: the real TCP peer (see chat_core.http_guard)
+
+
+class Login(NamedTuple):
+    """A logged-in user, and what identifies the login session (a cookie, credentials):
+    the per-session ticket a page must present on ``/ws`` is derived from it."""
+
+    user: str
+    session: str
+
+
+# Given a request, the login, or None when not logged in.
+Authenticator = Callable[[HTTPConnection], Optional[Login]]
 
 
 def _origin_parts(origin: str) -> tuple[str, str]:
@@ -25,9 +38,10 @@ def _origin_parts(origin: str) -> tuple[str, str]:
 
 
 def origin_allowed(origin: Optional[str], host: Optional[str], settings: Settings,
-                   forwarded_host: Optional[str] = None) -> bool:
+                   forwarded_host: Optional[str] = None, extra: Iterable[str] = ()) -> bool:
     """Same origin (the Origin's host:port equals Host, or X-Forwarded-Host behind a
-    trusted proxy), or listed in ``allowed_origins``; no Origin only if not required."""
+    trusted proxy), or listed in ``allowed_origins`` (or ``extra``: this app's own share
+    link, once made); no Origin only if not required."""
     if not origin:
         return not settings.require_origin
     if origin == "null":
@@ -38,7 +52,7 @@ def origin_allowed(origin: Optional[str], host: Optional[str], settings: Setting
         hosts.add(forwarded_host.split(",")[0].strip().lower())
     if netloc and netloc in hosts:
         return True
-    for pattern in allowed_list(settings):
+    for pattern in [*allowed_list(settings), *extra]:
         p_scheme, p_netloc = _origin_parts(pattern)
         if p_scheme == scheme and fnmatch.fnmatchcase(netloc, p_netloc) and _labels_match(netloc, p_netloc):
             return True
@@ -51,18 +65,66 @@ def _labels_match(netloc: str, pattern: str) -> bool:
 
 
 def allowed_list(settings: Settings) -> list[str]:
-    return [o.strip().rstrip("/") for o in settings.allowed_origins.split(",") if o.strip()]
+    return split_list(settings.allowed_origins)
 
 
-def address_of(conn: HTTPConnection, settings: Settings) -> str:
-    peer = conn.client.host if conn.client else None
-    return client_address(peer, conn.headers.get("x-forwarded-for"), settings.trust_proxy)
+LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+
+def is_loopback(host: Optional[str]) -> bool:
+    """An IP address on the loopback range (127.0.0.0/8, ::1)."""
+    try:
+        return host is not None and ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def host_name(host_header: str) -> str:
+    """The name part of a Host header, lower case, without the port."""
+    host = host_header.strip().lower()
+    if host.startswith("["):
+        return host[:host.find("]") + 1]
+    return host.rsplit(":", 1)[0] if host.count(":") == 1 else host
+
+
+def host_allowed(scope: Scope, settings: Settings, extra: Iterable[str] = ()) -> bool:
+    """The DNS-rebinding guard. A request that reached this server on a loopback
+    address must name a loopback host (localhost, 127.x.x.x, [::1]) or one listed in
+    ``allowed_hosts`` (or ``extra``: this app's share-link host): a page on
+    http://evil.example:7860 whose name resolves to 127.0.0.1 is not "same origin"."""
+    server = scope.get("server")
+    if not server or not is_loopback(str(server[0])):
+        return True
+    listed = [*split_list(settings.allowed_hosts), *extra]
+    if "*" in listed:
+        return True
+    raw = HTTPConnection(scope).headers.get("host")
+    if raw is None:
+        return True  # HTTP/1.0 with no Host: names no other site either
+    name = host_name(raw)
+    if name in LOOPBACK_NAMES or name.endswith(".localhost") or is_loopback(name):
+        return True
+    return any(fnmatch.fnmatchcase(name, p.lower()) and _labels_match(name, p) for p in listed)
+
+
+def address_of(conn: HTTPConnection, settings: Settings, share_host: Optional[str] = None) -> str:
+    """The client address limits count against: the real TCP peer (as
+    :mod:`chat_core.http_guard` or :mod:`chat_core.transport` saw it, whatever uvicorn's
+    proxy-header handling rewrote), or an ``X-Forwarded-For`` entry only as ``trust_proxy``
+    says. Through this app's share tunnel, every visitor arrives from the local tunnel
+    client; there the entry the share server appended (the rightmost) is taken."""
+    peer = conn.scope.get("extensions", {}).get(PEER) or (conn.client.host if conn.client else None)
+    forwarded = conn.headers.get("x-forwarded-for")
+    if not settings.trust_proxy and share_host and is_loopback(peer) \
+            and host_name(conn.headers.get("host", "")) == share_host:
+        return client_address(peer, forwarded, "1")
+    return client_address(peer, forwarded, settings.trust_proxy)
 
 
 def basic_auth(logins: dict[str, str]) -> Authenticator:
     """An authenticator for HTTP Basic credentials (the FastAPI-only server's ``--auth``)."""
 
-    def authenticate(conn: HTTPConnection) -> Optional[str]:
+    def authenticate(conn: HTTPConnection) -> Optional[Login]:
         scheme, _, encoded = conn.headers.get("authorization", "").partition(" ")
         if scheme.lower() != "basic":
             return None
@@ -72,7 +134,7 @@ def basic_auth(logins: dict[str, str]) -> Authenticator:
             return None
         expected = logins.get(user)
         if expected is not None and hmac.compare_digest(expected.encode(), password.encode()):
-            return user
+            return Login(user, "basic:" + encoded)
         return None
 
     return authenticate

@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import enum
 import logging
-from collections import deque
+import secrets
+import sqlite3
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from . import protocol
+from .identity import Claims, Proof, bad_token, name_taken
 from .outbox import OVERFLOW, Outbox
-from .identity import Tokens
-from .protocol import Join, ProtocolError
+from .protocol import Join
+from .refusal import Refusal
 from .settings import Settings
 from .store import Message, Store
 
@@ -26,18 +31,27 @@ log = logging.getLogger("chat_core.hub")
 
 PRESENCE_NAMES = 50  # names listed per `presence` frame, each of joined / left
 REPLACED = 4001  # close code for a connection whose user reconnected elsewhere with a resume token
+EXPECTED_STORE_ERRORS = (sqlite3.Error, OSError)  # a failing disk: named in one line, no traceback
+
+
+class Health(enum.Enum):
+    """Whether the history writer is working: ``DEGRADED`` while messages cannot be stored."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
 
 
 class Member:
     """One connection as the hub sees it."""
 
-    __slots__ = ("outbox", "name", "key", "room")
+    __slots__ = ("outbox", "name", "key", "room", "token")
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
         self.name: Optional[str] = None
-        self.key: Optional[str] = None  # name.casefold(): names are unique per room regardless of case
+        self.key: Optional[str] = None  # chat_core.names.name_key: one key for look-alike names
         self.room: Optional[Room] = None
+        self.token: Optional[str] = None  # the resume token this connection holds its name with
 
     def send(self, frame: str) -> bool:
         return self.outbox.put(frame)
@@ -91,17 +105,22 @@ class _Post:
 class Hub:
     """Everything the server knows about who is where. One per process."""
 
-    def __init__(self, settings: Settings, store: Store, tokens: Optional[Tokens] = None) -> None:
+    def __init__(self, settings: Settings, store: Store, claims: Optional[Claims] = None) -> None:
         self.settings = settings
         self.store = store
-        self.tokens = tokens
+        self.claims = claims or Claims(store, secrets.token_bytes(32), settings.token_ttl, settings.name_reserve)
         self.rooms: dict[str, Room] = {}
         self.members: set[Member] = set()
         self.overflow_closes = 0
         self.messages_sent = 0
         self.commits = 0  # store batches: messages_sent / commits is the group-commit batch size
+        self.health = Health.OK
+        self.health_reason = ""
+        self.failed_batches = 0  # batches that could not be stored since the writer last worked
+        self._held: Counter[str] = Counter()  # name key -> connections holding it, in any room
         self._last_ids: dict[str, int] = {}  # newest id assigned (stored or being stored) per room
         self._stored_ids: dict[str, int] = {}  # newest id stored and broadcast per room
+        self._last_ts: dict[str, float] = {}  # time of the newest stored message per room
         self._pending: list[_Post] = []
         self._wakeup: Optional[asyncio.Future[None]] = None
         self._writer: Optional[asyncio.Task[None]] = None
@@ -114,9 +133,12 @@ class Hub:
 
     async def start(self) -> None:
         await self.store.open()
-        self._last_ids = await self.store.last_ids()
+        rooms = await self.store.rooms()
+        self._last_ids = {room: last for room, (last, _) in rooms.items()}
+        self._last_ts = {room: ts for room, (_, ts) in rooms.items()}
         self._stored_ids = dict(self._last_ids)
-        self._writer = asyncio.get_running_loop().create_task(self._write_loop())
+        await self.claims.open()
+        self._writer = asyncio.get_running_loop().create_task(self._supervise_writer())
 
     async def close_all(self, code: int = 1001, reason: str = "server shutting down", timeout: float = 3.0) -> None:
         """Write what is pending, then close every connection with ``code`` after its queued frames."""
@@ -157,12 +179,15 @@ class Hub:
         self.members.discard(member)
         self._leave(member)
 
-    async def join(self, member: Member, join: Join) -> None:
-        """Enter (or switch to) a room: history, then `welcome`, then the join notice."""
-        key = join.user.casefold()
+    async def join(self, member: Member, join: Join, trusted: bool = False) -> None:
+        """Enter (or switch to) a room: history, then `welcome`, then the join notice.
+        ``trusted``: the name is the joiner's login, which proves it."""
+        key = join.key
+        if not self.is_listed(join.room) and self.listed_count() >= self.settings.max_rooms > 0:
+            raise Refusal("too_many_rooms", "There are too many rooms in use; join one from the list.")
         room = await self._open_room(join.room)  # counts us in room.joining
         try:
-            self._check_name(room, member, key, join.token)
+            self._holder(room, member, key, join.token)  # refuse early, before reading history
             since = join.since
             if since is not None and since > room.last_id:
                 since = None  # the client knows ids this server never gave out: start afresh
@@ -170,21 +195,30 @@ class Hub:
             if since is not None and since + 1 < room.first_cached:
                 older = await self.store.after(room.name, since, self.settings.replay_limit or 2**31)
             # From here on nothing awaits: the room cannot change under us.
-            self._check_name(room, member, key, join.token)
+            holder = self._holder(room, member, key, join.token)
             if member.outbox.closed:
-                raise ProtocolError("closed", "connection closed")
+                raise Refusal("closed", "connection closed")
+            own = member.key == key and member.token is not None
+            token = member.token if own and join.token is None else None
+            if token is None:
+                token = self.claims.admit(key, join.user, join.token, self._held[key] > 0, trusted or own)
         except BaseException:
             room.joining -= 1
             self._drop_if_empty(room)
             raise
+        if holder is not None:
+            holder.outbox.close(REPLACED, "replaced by a newer connection of the same user")
+            self._leave(holder)
         same_place = member.room is room and member.key == key
         if not same_place:
             self._leave(member)
         frames, first = self._history(room, since, older)
         if same_place:
             room.remove_name(member.name or "")  # the same name, maybe in other letter case
+        else:
+            self._held[key] += 1
         room.add_name(join.user)
-        member.name, member.key, member.room = join.user, key, room
+        member.name, member.key, member.room, member.token = join.user, key, room, token
         room.members[key] = member
         room.joining -= 1
         gap = None
@@ -194,27 +228,45 @@ class Hub:
         member.send(self._welcome(room, member, gap))
         if not same_place:
             self._announce(room, "join", join.user, len(room.members))
+        if self.claims.dirty:
+            self._wake()
+
+    def check_post(self, member: Member) -> None:
+        """Refuse a message ``member`` may not send now (before it counts against any limit)."""
+        if member.room is None or member.name is None:
+            raise Refusal("not_joined", "Join a room (send a \"join\" frame) before sending messages.")
+        if self._stopping:
+            raise Refusal("shutting_down", "The server is restarting; send it again once reconnected.")
 
     def post(self, member: Member, text: str) -> None:
         """Queue a chat message from ``member``; it is broadcast once stored."""
-        if member.room is None or member.name is None:
-            raise ProtocolError("not_joined", "Join a room (send a \"join\" frame) before sending messages.")
-        if self._stopping:
-            raise ProtocolError("shutting_down", "The server is restarting; send it again once reconnected.")
+        self.check_post(member)
+        assert member.room is not None and member.name is not None
         self._pending.append(_Post(member, member.room.name, member.name, text, protocol.now()))
         self._wake()
 
     # --- reading -----------------------------------------------------------
 
+    def is_listed(self, name: str) -> bool:
+        """In the rooms list: someone is in it, or its last message is under ``room_idle`` old."""
+        room = self.rooms.get(name)
+        if room is not None and (room.members or room.joining):
+            return True
+        last = self._last_ts.get(name)
+        return last is not None and time.time() - last < self.settings.room_idle
+
+    def listed_count(self) -> int:
+        return sum(1 for name in set(self.rooms) | set(self._last_ts) if self.is_listed(name))
+
     def rooms_summary(self) -> list[dict[str, Any]]:
-        names = set(self.rooms) | set(self._stored_ids)
+        names = [name for name in set(self.rooms) | set(self._stored_ids) if self.is_listed(name)]
         return [
             {"room": name, "online": len(self.rooms[name].members) if name in self.rooms else 0,
              "last_id": self._stored_ids.get(name, 0)}
             for name in sorted(names)
         ]
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         return {
             "connections": len(self.members),
             "rooms": sum(1 for r in self.rooms.values() if r.members),
@@ -223,6 +275,7 @@ class Hub:
             "overflow_closes": self.overflow_closes,
             "frame_writer": sum(1 for m in self.members if m.outbox.direct),
             "tasks": len(asyncio.all_tasks()),
+            "failed_batches": self.failed_batches,
         }
 
     # --- inside ------------------------------------------------------------
@@ -267,20 +320,20 @@ class Hub:
                 room.timer.cancel()
             del self.rooms[room.name]
 
-    def _check_name(self, room: Room, member: Member, key: str, token: Optional[str]) -> None:
-        """Free, ours, or held by a connection that the resume token proves stale; else refused."""
+    def _holder(self, room: Room, member: Member, key: str, token: Optional[str]) -> Optional[Member]:
+        """Who holds the name in ``room`` and is to be replaced by this join, if anyone;
+        refused unless the name is free there, ours, or the token proves the holder stale."""
         holder = room.members.get(key)
         if holder is None or holder is member:
-            return
+            return None
         if holder.outbox.closed:  # a connection on its way out: let the name go now
             self._leave(holder)
-            return
+            return None
         if token is None:
-            raise ProtocolError("name_taken", "That name is already in use in this room; choose another.")
-        if self.tokens is None or not self.tokens.check(token, key):
-            raise ProtocolError("bad_token", "That resume token is not valid for this name.")
-        holder.outbox.close(REPLACED, "replaced by a newer connection of the same user")
-        self._leave(holder)
+            raise name_taken()
+        if self.claims.proof(key, token, held=True) is not Proof.TOKEN:
+            raise bad_token()
+        return holder
 
     def _history(self, room: Room, since: Optional[int], older: list[Message]) -> tuple[list[str], Optional[int]]:
         """Encoded history frames for a joiner, and the first id among them."""
@@ -306,8 +359,8 @@ class Hub:
             "users": names[:shown] if shown else names, "online": len(room.members),
             "last_id": room.last_id, "gap": gap,
         }
-        if self.tokens is not None and member.name:
-            payload["token"] = self.tokens.issue(member.name)
+        if member.token is not None:
+            payload["token"] = member.token
         return protocol.encode({"type": "welcome", "payload": payload})
 
     def _leave(self, member: Member) -> None:
@@ -315,9 +368,14 @@ class Hub:
         if room is None:
             return
         member.room = None
-        if room.members.get(member.key or "") is member:
+        key = member.key or ""
+        if room.members.get(key) is member:
             size = len(room.members)
-            del room.members[member.key]  # type: ignore[arg-type]
+            del room.members[key]
+            self._held[key] -= 1
+            if self._held[key] <= 0:
+                del self._held[key]
+            self.claims.touch(key)  # the reservation runs from the moment its holder left
             room.remove_name(member.name or "")
             self._announce(room, "leave", member.name or "", size)
         self._drop_if_empty(room)
@@ -359,11 +417,23 @@ class Hub:
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
+    async def _supervise_writer(self) -> None:
+        """The history writer, kept running: an error it did not expect is logged with
+        its traceback, `/healthz` says degraded, and it starts again."""
+        while True:
+            try:
+                await self._write_loop()
+                return
+            except Exception as exc:
+                self._degrade("the history writer failed", exc)
+                await asyncio.sleep(0.1)
+
     async def _write_loop(self) -> None:
         loop = asyncio.get_running_loop()
         while True:
             if not self._pending:
                 if self._stopping:
+                    await self._flush_claims()
                     return
                 self._wakeup = loop.create_future()
                 await self._wakeup
@@ -373,6 +443,14 @@ class Hub:
             batch, self._pending = self._pending, []
             if batch:
                 await self._commit(batch)
+            if self.claims.dirty:
+                await self._flush_claims()
+
+    async def _flush_claims(self) -> None:
+        try:
+            await self.claims.flush(lambda key: self._held[key] > 0)
+        except Exception as exc:
+            self._degrade("names could not be saved", exc)
 
     async def _commit(self, batch: list[_Post]) -> None:
         before: dict[str, int] = {}
@@ -384,20 +462,41 @@ class Hub:
             messages.append(Message(post.room, last + 1, post.user, post.text, post.ts))
         try:
             await self.store.append(messages)
-        except Exception:
-            log.exception("could not store %d message(s); none were sent", len(messages))
+        except Exception as exc:
             self._last_ids.update(before)  # nobody saw these ids: give them out again
+            self._degrade(f"{len(messages)} message(s) could not be stored, so none were sent", exc)
             err = protocol.error("store_unavailable", "The message could not be saved, so it was not sent. Try again.")
             for post in batch:
                 post.member.send(err)
             return
+        self._recovered()
         rooms = self.rooms
         for m in messages:
             frame = protocol.encode({"type": "msg", "payload": m.payload()})
             self._stored_ids[m.room] = m.id
+            self._last_ts[m.room] = m.ts
             room = rooms.get(m.room)
             if room is not None:
                 room.remember(m.id, frame)
                 self._broadcast(room, frame)
         self.messages_sent += len(messages)
         self.commits += 1
+
+    def _degrade(self, what: str, exc: BaseException) -> None:
+        """Writes fail: say so once (the real cause, with a traceback only for an error
+        nobody expected), then quietly count until a write works again."""
+        self.failed_batches += 1
+        reason = f"{what}: {type(exc).__name__}: {exc}"
+        if self.health is Health.DEGRADED and reason == self.health_reason:
+            log.debug("%s", reason)
+            return
+        self.health, self.health_reason = Health.DEGRADED, reason
+        if isinstance(exc, EXPECTED_STORE_ERRORS):
+            log.error("chat history: %s (refusing messages until writes work again)", reason)
+        else:
+            log.error("chat history: %s", reason, exc_info=exc)
+
+    def _recovered(self) -> None:
+        if self.health is Health.DEGRADED:
+            log.warning("chat history: writes work again after %d failed batch(es)", self.failed_batches)
+            self.health, self.health_reason, self.failed_batches = Health.OK, "", 0

@@ -1,5 +1,8 @@
-"""Abuse limits: token buckets per connection and a connection count per address.
+"""Abuse limits: token buckets per connection, per client address and per name,
+and a connection count per address.
 
+A limit kept per connection alone is reset by reconnecting, so every rate that
+matters is also kept per address (and messages per name), across connections.
 Every limit is a setting where 0 turns it off.
 """
 
@@ -31,6 +34,47 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+
+class KeyedBuckets:
+    """One :class:`TokenBucket` per key (a client address, a name), made on first use.
+
+    Memory stays bounded however many keys an attacker uses: a full bucket holds
+    nothing worth keeping, so full buckets are swept out every ``sweep`` seconds;
+    past ``max_keys`` live keys, a new key shares one overflow bucket (so a flood of
+    fresh addresses is throttled as one).
+    """
+
+    def __init__(self, rate: float, burst: float, max_keys: int = 100_000, sweep: float = 30.0) -> None:
+        self.rate = rate
+        self.burst = max(burst, 1.0)
+        self.max_keys = max_keys
+        self._sweep = sweep
+        self._swept = time.monotonic()
+        self._buckets: dict[str, TokenBucket] = {}
+        self._overflow = TokenBucket(rate, burst)
+
+    def take(self, key: str) -> bool:
+        if not self.rate:
+            return True
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            now = time.monotonic()
+            if now - self._swept > self._sweep:
+                self._swept = now
+                self._drop_full(now)
+            if len(self._buckets) >= self.max_keys:
+                return self._overflow.take()
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+        return bucket.take()
+
+    def _drop_full(self, now: float) -> None:
+        full = [k for k, b in self._buckets.items() if b.tokens + (now - b.stamp) * b.rate >= b.burst]
+        for key in full:
+            del self._buckets[key]
+
+    def __len__(self) -> int:
+        return len(self._buckets)
 
 
 class Flood:

@@ -10,14 +10,16 @@ from __future__ import annotations
 import re
 import struct
 import time
-import unicodedata
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 import orjson
 
+from . import names
+
 DEFAULT_ROOM = "lobby"
-MAX_NAME = 32
+MAX_NAME = names.MAX_NAME
+MAX_TOKEN = 200  # longer than any token the server issues
 ROOM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
 
 
@@ -36,6 +38,11 @@ class Join:
     room: str = DEFAULT_ROOM
     since: Optional[int] = None
     token: Optional[str] = None
+    key: str = ""  # names.name_key(user): what counts as the same name
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            object.__setattr__(self, "key", names.name_key(self.user))
 
 
 @dataclass(frozen=True)
@@ -88,8 +95,8 @@ def _parse_join(payload: dict[str, Any]) -> Join:
     if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
         raise ProtocolError("bad_field", "The field \"since\" must be a message id: a whole number, 0 or more.")
     token = payload.get("token")
-    if token is not None and not isinstance(token, str):
-        raise ProtocolError("bad_field", "The field \"token\" must be a string.")
+    if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
+        raise ProtocolError("bad_field", f"The field \"token\" must be a string of at most {MAX_TOKEN} characters.")
     return Join(user=user, room=room, since=since, token=token or None)
 
 
@@ -107,18 +114,17 @@ def check_text(text: str, max_text: int) -> str:
         raise ProtocolError("empty_text", "An empty message was not sent.")
     if max_text and len(text) > max_text:
         raise ProtocolError("text_too_long", f"Message is longer than {max_text} characters.")
+    if "\x00" in text:
+        raise ProtocolError("bad_text", "Messages cannot hold the NUL character (U+0000).")
     return text
 
 
 def check_name(name: str) -> str:
-    name = name.strip()
-    if not name:
-        raise ProtocolError("bad_name", "Choose a name of at least one character.")
-    if len(name) > MAX_NAME:
-        raise ProtocolError("bad_name", f"Names are at most {MAX_NAME} characters.")
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in name):
-        raise ProtocolError("bad_name", "Names cannot hold control characters.")
-    return name
+    """The name as shown (PRECIS nickname rules, see :mod:`chat_core.names`), or ``bad_name``."""
+    try:
+        return names.enforce(name)
+    except names.BadName as exc:
+        raise ProtocolError("bad_name", str(exc)) from None
 
 
 def check_room(room: str) -> str:

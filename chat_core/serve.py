@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 import uvicorn
 
+from .http_guard import GuardedHttpProtocol
 from .settings import Settings
 from .transport import ChatWebSocketProtocol
 from .web import ChatServer
@@ -22,19 +23,24 @@ log = logging.getLogger("chat_core.serve")
 GRACE = 3  # seconds uvicorn waits for open requests after the chat connections are closed
 
 
+def uvicorn_options(settings: Settings) -> dict[str, Any]:
+    """uvicorn settings for the chat: its HTTP and WebSocket layers, following its settings."""
+    return {
+        # a deadline for request headers and a cap on half-open connections per address (Slowloris)
+        "http": GuardedHttpProtocol.configured(settings.header_timeout, settings.max_half_open_per_ip),
+        "ws": ChatWebSocketProtocol,  # frames written once per broadcast
+        "ws_max_size": settings.max_frame or 16 * 1024 * 1024,
+        "ws_ping_interval": settings.ping_interval or None,
+        "ws_ping_timeout": settings.ping_timeout or None,
+        "ws_per_message_deflate": False,  # per-recipient compression would undo encode-once fan-out
+        "proxy_headers": False,  # client addresses are derived in chat_core.admission, per `trust_proxy`
+        "timeout_graceful_shutdown": GRACE,
+    }
+
+
 def uvicorn_config(app: Any, host: str, port: int, settings: Settings, **extra: Any) -> uvicorn.Config:
-    """A uvicorn config whose WebSocket layer is the chat's and follows its settings."""
-    options: dict[str, Any] = {"ws": ChatWebSocketProtocol, **extra}  # frames written once per broadcast
-    return uvicorn.Config(
-        app, host=host, port=port,
-        ws_max_size=settings.max_frame or 16 * 1024 * 1024,
-        ws_ping_interval=settings.ping_interval or None,
-        ws_ping_timeout=settings.ping_timeout or None,
-        ws_per_message_deflate=False,  # per-recipient compression would undo encode-once fan-out
-        proxy_headers=False,  # client addresses are derived in chat_core.admission, per `trust_proxy`
-        timeout_graceful_shutdown=GRACE,
-        **options,
-    )
+    """A uvicorn config whose HTTP and WebSocket layers are the chat's and follow its settings."""
+    return uvicorn.Config(app, host=host, port=port, **{**uvicorn_options(settings), **extra})
 
 
 class ChatUvicorn(uvicorn.Server):

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Optional
 
@@ -18,7 +20,7 @@ def _opt(default: Any, help: str, flag: Optional[str] = None) -> Any:
     return field(default=default, metadata={"help": help, "flag": flag})
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
     """Chat server settings. A limit of 0 turns that limit off."""
 
@@ -37,15 +39,28 @@ class Settings:
     ping_interval: float = _opt(20.0, "Seconds between protocol pings to each client (0 turns pings off).")
     ping_timeout: float = _opt(20.0, "Seconds to wait for a pong before a peer is taken for dead.")
     commit_delay: float = _opt(0.0, "Extra seconds the history writer waits to gather a bigger batch.")
-    secret: str = _opt("", "Secret for resume tokens; empty: generated once and kept in <db>.secret.")
+    secret: str = _opt("", "Secret for login tokens and /ws tickets; empty: generated once and kept in <db>.secret.")
     rate: float = _opt(5.0, "Messages per second per connection (token bucket rate).")
     burst: int = _opt(10, "Messages a connection may send in a burst.")
     flood_limit: int = _opt(20, "Refused (rate-limited) messages, net of `rate` forgiven per second, before close 1008.")
     join_rate: float = _opt(1.0, "Joins per second per connection.")
     join_burst: int = _opt(5, "Joins a connection may make in a burst.")
+    frame_rate: float = _opt(20.0, "Frames of any type per second per connection (bursts of 3x); beyond: refused and counted towards the flood close.")
+    ip_rate: float = _opt(10.0, "Messages per second per client address, over all its connections (bursts of 2x).")
+    ip_join_rate: float = _opt(2.0, "Joins per second per client address, over all its connections (bursts of 5x).")
+    conn_rate: float = _opt(2.0, "New WebSocket connections per second per client address (bursts of 10x).")
+    room_rate: float = _opt(0.1, "New rooms per second per client address (bursts of 5).")
+    name_rate: float = _opt(0.2, "Names taken for the first time per second per client address (bursts of 10).")
+    max_rooms: int = _opt(500, "Rooms listed at once (in use, or with a message within `room_idle`); a new room beyond is refused.")
+    room_idle: float = _opt(7 * 86400.0, "Seconds after its last message that a room nobody is in drops out of the rooms list.")
     max_conn_per_ip: int = _opt(20, "Open WebSocket connections per client address.")
+    max_half_open_per_ip: int = _opt(8, "HTTP connections per client address still sending their request headers.")
+    header_timeout: float = _opt(10.0, "Seconds a client may take to send a request's headers before the connection is closed.")
+    token_ttl: float = _opt(30 * 86400.0, "Seconds a resume token stays valid after it was issued.")
+    name_reserve: float = _opt(86400.0, "Seconds a name stays reserved for its token after its holder was last seen (0: no reservation).")
     trust_proxy: str = _opt("", "Trust X-Forwarded-For/-Host: '' no, N: N proxies in front, 'first': leftmost entry (default on a Space).")
-    allowed_origins: str = _opt("", "Other origins allowed to open /ws, comma-separated; '*' in a host matches one label (https://*.hf.space).")
+    allowed_origins: str = _opt("", "Other origins allowed to open /ws and read the API, comma-separated; '*' in a host matches one label (https://*.hf.space).")
+    allowed_hosts: str = _opt("", "Host names served besides the loopback names when the server is reached on a loopback address (DNS-rebinding guard), comma-separated; '*' turns the check off.")
     require_origin: bool = _opt(False, "Refuse WebSocket connections that send no Origin header (scripts, bots).")
     auth: str = _opt("", "Logins 'user:password', comma-separated: protects the UI, /ws and the API; chat name = login name.")
 
@@ -85,11 +100,50 @@ class Settings:
         return cls.from_env(environ, **given)
 
     def validated(self) -> "Settings":
+        """Refuse a bad value with one line naming the setting, the value and what is accepted."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-                raise ValueError(f"setting {f.name} must not be negative (got {value})")
+                raise SettingError(f"{describe(f)}: {value!r} must not be negative")
+        tp = self.trust_proxy
+        if tp not in ("", "first") and not (tp.isdigit() and int(tp) > 0):
+            raise SettingError(f"{describe(_field('trust_proxy'))}: {tp!r} is not '' (trust none), "
+                               "a number of proxies (1, 2, ...) or 'first'")
+        for origin in split_list(self.allowed_origins):
+            if not ORIGIN_RE.fullmatch(origin):
+                raise SettingError(f"{describe(_field('allowed_origins'))}: {origin!r} is not an origin "
+                                   "such as https://example.org or https://*.hf.space")
+        for host in split_list(self.allowed_hosts):
+            if host != "*" and not HOST_RE.fullmatch(host):
+                raise SettingError(f"{describe(_field('allowed_hosts'))}: {host!r} is not a host name "
+                                   "such as chat.example.org, *.example.org or '*'")
+        try:
+            self.logins()
+        except ValueError as exc:
+            raise SettingError(f"{describe(_field('auth'))}: {exc}") from None
         return self
+
+
+class SettingError(ValueError):
+    """A setting with a value it cannot take; the message is one line naming it."""
+
+
+ORIGIN_RE = re.compile(r"https?://(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?")
+HOST_RE = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+def split_list(value: str) -> list[str]:
+    """A comma-separated setting as its entries (a trailing '/' of an origin dropped)."""
+    return [item.strip().rstrip("/") for item in value.split(",") if item.strip()]
+
+
+def _field(name: str) -> "dataclasses.Field[Any]":
+    return next(f for f in dataclasses.fields(Settings) if f.name == name)
+
+
+def describe(f: "dataclasses.Field[Any]") -> str:
+    return f"setting {flag_name(f)} ({env_name(f.name)})"
 
 
 def env_name(name: str) -> str:
@@ -101,13 +155,29 @@ def flag_name(f: "dataclasses.Field[Any]") -> str:
 
 
 def _convert(f: "dataclasses.Field[Any]", raw: str) -> Any:
-    kind = type(f.default)
+    kind: Any = type(f.default)
+    if kind is bool:
+        word = raw.strip().lower()
+        if word in TRUE or word in FALSE:
+            return word in TRUE
+        raise SettingError(f"{describe(f)}: {raw!r} is not a boolean; use one of {', '.join(TRUE + FALSE)}")
     try:
-        if kind is bool:
-            return raw.strip().lower() in ("1", "true", "yes", "on")
-        return kind(raw)
+        value = kind(raw)
     except ValueError:
-        raise ValueError(f"{env_name(f.name)}={raw!r} is not a valid {kind.__name__}") from None
+        raise SettingError(f"{describe(f)}: {raw!r} is not {'a whole number' if kind is int else 'a number'}") from None
+    if kind is float and not math.isfinite(value):
+        raise SettingError(f"{describe(f)}: {raw!r} is not a finite number")
+    return value
+
+
+def _parser_for(f: "dataclasses.Field[Any]") -> Any:
+    def parse(raw: str) -> Any:
+        try:
+            return _convert(f, raw)
+        except SettingError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    parse.__name__ = type(f.default).__name__
+    return parse
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -119,7 +189,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         if kind is bool:
             group.add_argument(flag_name(f), dest=f.name, action="store_const", const=True, default=None, help=help_text)
         else:
-            group.add_argument(flag_name(f), dest=f.name, type=kind, default=None, help=help_text)
+            group.add_argument(flag_name(f), dest=f.name, type=_parser_for(f), default=None, help=help_text)
     return parser
 
 

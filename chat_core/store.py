@@ -17,9 +17,10 @@ import os
 import sqlite3
 from collections import defaultdict, deque
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Optional, Sequence, TypeVar
+from typing import IO, Any, Callable, Iterator, Optional, Sequence, TypeVar
 
 try:
     import fcntl
@@ -31,6 +32,23 @@ T = TypeVar("T")
 
 class StoreInUse(RuntimeError):
     """Another server process holds this database."""
+
+
+class StoreUnusable(RuntimeError):
+    """The history store cannot be opened (a corrupt or foreign file, no permission...);
+    the message is one line naming the file, what is wrong and what to do."""
+
+
+@dataclass
+class Claim:
+    """A name held with a resume token: only the token's hash is kept, so a copy of
+    the database gives nobody a working token."""
+
+    key: str  # chat_core.names.name_key of the name
+    name: str
+    token_hash: bytes
+    created: float
+    last_seen: float
 
 
 @dataclass(frozen=True)
@@ -63,7 +81,18 @@ class Store:
 
     async def last_ids(self) -> dict[str, int]:
         """The newest id of every room ever written to."""
+        return {room: last for room, (last, _) in (await self.rooms()).items()}
+
+    async def rooms(self) -> dict[str, tuple[int, float]]:
+        """Every room ever written to: (newest id, time of its newest message)."""
         raise NotImplementedError
+
+    async def load_claims(self) -> list[Claim]:
+        """The names held with a resume token (see :class:`chat_core.identity.Claims`)."""
+        return []
+
+    async def save_claims(self, claims: Sequence[Claim], dropped: Sequence[str] = ()) -> None:
+        """Write these claims (replacing any of the same key) and forget the ``dropped`` keys."""
 
     async def after(self, room: str, since: int, limit: int, first: bool = False) -> list[Message]:
         """``limit`` messages of ``room`` with id > ``since``, oldest first: the newest
@@ -85,8 +114,8 @@ class MemoryStore(Store):
         for m in messages:
             self._rooms[m.room].append(m)
 
-    async def last_ids(self) -> dict[str, int]:
-        return {room: q[-1].id for room, q in self._rooms.items() if q}
+    async def rooms(self) -> dict[str, tuple[int, float]]:
+        return {room: (q[-1].id, q[-1].ts) for room, q in self._rooms.items() if q}
 
     async def after(self, room: str, since: int, limit: int, first: bool = False) -> list[Message]:
         q = self._rooms.get(room)
@@ -114,6 +143,13 @@ CREATE TABLE IF NOT EXISTS messages (
     text TEXT NOT NULL,
     ts   REAL NOT NULL,
     PRIMARY KEY (room, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS claims (
+    key        TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    token_hash BLOB NOT NULL,
+    created    REAL NOT NULL,
+    last_seen  REAL NOT NULL
 ) WITHOUT ROWID;
 """
 
@@ -143,10 +179,17 @@ class SQLiteStore(Store):
     def _open(self) -> None:
         if self.path != ":memory:":
             self._lock = lock_database(self.path)  # makes the folder too
-        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=" + ("FULL" if self.durable else "NORMAL"))
-        db.executescript(SCHEMA)
+        try:
+            db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=" + ("FULL" if self.durable else "NORMAL"))
+            db.executescript(SCHEMA)
+            db.execute("SELECT room, id, user, text, ts FROM messages LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            if self._lock is not None:
+                self._lock.close()
+                self._lock = None
+            raise unusable(self.path, exc) from None
         self._db = db
 
     async def close(self) -> None:
@@ -165,15 +208,10 @@ class SQLiteStore(Store):
         db = self._db
         assert db is not None, "store is not open"
         rows = [(m.room, m.id, m.user, m.text, m.ts) for m in messages]
-        db.execute("BEGIN")
-        try:
+        with transaction(db):
             db.executemany("INSERT INTO messages (room, id, user, text, ts) VALUES (?, ?, ?, ?, ?)", rows)
             if self.keep:
                 self._prune(db, messages)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def _prune(self, db: sqlite3.Connection, messages: Sequence[Message]) -> None:
         # Prune a room each time its newest id crosses a multiple of 100: cheap and bounded.
@@ -187,12 +225,34 @@ class SQLiteStore(Store):
             if top // 100 != (first[room] - 1) // 100 and top > self.keep:
                 db.execute("DELETE FROM messages WHERE room = ? AND id <= ?", (room, top - self.keep))
 
-    async def last_ids(self) -> dict[str, int]:
-        return await self._run(self._last_ids)
+    async def rooms(self) -> dict[str, tuple[int, float]]:
+        return await self._run(self._rooms)
 
-    def _last_ids(self) -> dict[str, int]:
+    def _rooms(self) -> dict[str, tuple[int, float]]:
         assert self._db is not None
-        return dict(self._db.execute("SELECT room, MAX(id) FROM messages GROUP BY room").fetchall())
+        # With MAX(), SQLite takes the bare column `ts` from the row holding the maximum.
+        rows = self._db.execute("SELECT room, MAX(id), ts FROM messages GROUP BY room").fetchall()
+        return {room: (last, ts) for room, last, ts in rows}
+
+    async def load_claims(self) -> list[Claim]:
+        return await self._run(self._load_claims)
+
+    def _load_claims(self) -> list[Claim]:
+        assert self._db is not None
+        rows = self._db.execute("SELECT key, name, token_hash, created, last_seen FROM claims").fetchall()
+        return [Claim(*row) for row in rows]
+
+    async def save_claims(self, claims: Sequence[Claim], dropped: Sequence[str] = ()) -> None:
+        await self._run(self._save_claims, list(claims), list(dropped))
+
+    def _save_claims(self, claims: list[Claim], dropped: list[str]) -> None:
+        db = self._db
+        assert db is not None
+        with transaction(db):
+            db.executemany("INSERT OR REPLACE INTO claims (key, name, token_hash, created, last_seen) "
+                           "VALUES (?, ?, ?, ?, ?)",
+                           [(c.key, c.name, c.token_hash, c.created, c.last_seen) for c in claims])
+            db.executemany("DELETE FROM claims WHERE key = ?", [(key,) for key in dropped])
 
     async def after(self, room: str, since: int, limit: int, first: bool = False) -> list[Message]:
         return await self._run(self._after, room, since, limit, first)
@@ -208,6 +268,46 @@ class SQLiteStore(Store):
 
     async def count(self) -> int:
         return await self._run(lambda: self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])  # type: ignore[union-attr]
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """BEGIN ... COMMIT, rolled back on any error. SQLite may already have rolled
+    back by itself (a full disk, an I/O error): then there is nothing to undo, and
+    the error that caused it is the one that propagates, not "no transaction is active"."""
+    db.execute("BEGIN")
+    try:
+        yield
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def unusable(path: str, exc: BaseException) -> StoreUnusable:
+    return StoreUnusable(
+        f"cannot open the chat history {path}: {exc}. If it is damaged, move it aside (the chat starts "
+        "with an empty history) or restore a backup; or give another --db.")
+
+
+def check_store(url: str) -> None:
+    """Raise :class:`StoreUnusable` now, at startup, if ``url`` names an existing file
+    that is not a usable chat database: a chat that cannot open its history must stop
+    with one clear line rather than come up with the history looking wiped."""
+    path = sqlite_path(url)
+    if path is None or path == ":memory:" or not Path(path).expanduser().exists():
+        return
+    try:
+        db = sqlite3.connect(f"file:{Path(path).expanduser()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "messages" in tables:
+                db.execute("SELECT room, id, user, text, ts FROM messages LIMIT 1").fetchall()
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        raise unusable(path, exc) from None
 
 
 def lock_database(path: str) -> Optional[IO[str]]:

@@ -26,6 +26,7 @@ from typing import Any, Callable, Optional
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
+from .admission import PEER
 from .outbox import FRAME_WRITER
 
 
@@ -47,16 +48,22 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         scope = getattr(self, "scope", None)
         if scope is not None and not self.close_sent:  # a handshake the app will accept or refuse
             scope["extensions"][FRAME_WRITER] = self
+            if self.client:  # the real TCP peer, whatever a proxy-headers layer makes of scope["client"]
+                scope["extensions"][PEER] = self.client[0]
             # Pause as soon as the kernel's send buffer is full, so what a slow client
             # cannot take waits in its outbox, counted and timed, not in the transport.
             self.transport.set_write_buffer_limits(high=0)
 
     async def send(self, message: Any) -> None:
         await super().send(message)
+        if message["type"] == "websocket.http.response.body" and not message.get("more_body", False):
+            # A handshake refused with a response of the app's own is complete; uvicorn 0.54
+            # does not note it and would log an ERROR for every refusal (a log flood).
+            self.handshake_complete = True
         if message["type"] == "websocket.accept":
             # The handshake's request and response (headers and all, a few KB) are
             # not needed once it is complete; uvicorn would keep them to the end.
-            self.request = self.response = None
+            self.request = self.response = None  # type: ignore[assignment]
 
     def write_frame(self, frame: bytes) -> Optional[bool]:
         """True: written. False: the socket is full, try again when ``drained`` is

@@ -9,24 +9,30 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hmac
 import logging
+import re
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, AsyncIterator, Optional, Union
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket
-from fastapi.responses import FileResponse, RedirectResponse
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.requests import HTTPConnection
+from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from . import logs, protocol
-from .admission import Authenticator, address_of, basic_auth, origin_allowed
-from .hub import Hub, Member
-from .identity import Tokens, load_secret
-from .limits import AddressCounter, Flood, TokenBucket
+from .admission import Authenticator, Login, address_of, allowed_list, basic_auth, host_allowed, origin_allowed
+from .hub import Health, Hub, Member
+from .identity import Claims, load_secret, ticket
+from .limits import AddressCounter, Flood, KeyedBuckets, TokenBucket
 from .outbox import FRAME_WRITER, FrameWriter, Outbox
 from .protocol import Join, Msg, Ping, ProtocolError
+from .refusal import Refusal
 from .settings import Settings
 from .store import SQLiteStore, open_store
 
@@ -36,16 +42,32 @@ POLICY = 1008
 
 
 class Session:
-    """Per-connection state at the edge: the hub member, its limits, its login."""
+    """Per-connection state at the edge: the hub member, its limits, its login, its address."""
 
-    __slots__ = ("member", "messages", "joins", "flood", "login")
+    __slots__ = ("member", "messages", "joins", "frames", "flood", "login", "address")
 
-    def __init__(self, member: Member, s: Settings, login: Optional[str]) -> None:
+    def __init__(self, member: Member, s: Settings, login: Optional[str], address: str) -> None:
         self.member = member
         self.messages = TokenBucket(s.rate, s.burst)
         self.joins = TokenBucket(s.join_rate, s.join_burst)
+        self.frames = TokenBucket(s.frame_rate, 3 * s.frame_rate)
         self.flood = Flood(s.rate, s.flood_limit)
         self.login = login
+        self.address = address
+
+
+class AddressLimits:
+    """The rates kept per client address (and messages per name) across all of its
+    connections, so that reconnecting resets nothing."""
+
+    def __init__(self, s: Settings) -> None:
+        self.messages = KeyedBuckets(s.ip_rate, 2 * s.ip_rate)
+        self.names = KeyedBuckets(s.rate, s.burst)  # a name's messages over all connections using it
+        self.joins = KeyedBuckets(s.ip_join_rate, 5 * s.ip_join_rate)
+        self.connects = KeyedBuckets(s.conn_rate, 10 * s.conn_rate)
+        self.rooms = KeyedBuckets(s.room_rate, 5)
+        self.new_names = KeyedBuckets(s.name_rate, 10)
+        self.open = AddressCounter(s.max_conn_per_ip)
 
 
 class ChatServer:
@@ -62,7 +84,25 @@ class ChatServer:
         self.challenge = challenge  # answer 401 with an HTTP Basic challenge (the browser's own login box)
         self.hub: Optional[Hub] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
-        self.addresses = AddressCounter(self.settings.max_conn_per_ip)
+        self.limits = AddressLimits(self.settings)
+        self.addresses = self.limits.open
+        self.secret = b""
+        # This app's own share link, once Gradio has made it (see allow_share_link).
+        self.share_origins: list[str] = []
+        self.share_hosts: list[str] = []
+
+    def allow_share_link(self, url: str) -> None:
+        """Pages on this app's share link (``https://<id>.gradio.live``) may open ``/ws``
+        and reach the app through the tunnel: exactly that origin, never a wildcard over
+        everybody else's share links."""
+        parts = urlsplit(url)
+        if parts.scheme and parts.hostname:
+            self.share_origins = [f"{parts.scheme}://{parts.netloc}".lower()]
+            self.share_hosts = [parts.hostname.lower()]
+
+    @property
+    def share_host(self) -> Optional[str]:
+        return self.share_hosts[0] if self.share_hosts else None
 
     async def start(self) -> None:
         if self.hub is not None:
@@ -70,7 +110,9 @@ class ChatServer:
         s = self.settings
         store = open_store(s.db, keep=s.history_keep)
         secret_file = store.path + ".secret" if isinstance(store, SQLiteStore) else None
-        self.hub = Hub(s, store, Tokens(load_secret(s.secret, secret_file)))
+        self.secret = load_secret(s.secret, secret_file)
+        claims = Claims(store, self.secret, s.token_ttl, s.name_reserve, logins=self.authenticate is not None)
+        self.hub = Hub(s, store, claims)
         await self.hub.start()
         self.loop = asyncio.get_running_loop()
         # Thousands of long-lived connection objects make the default cyclic GC scan
@@ -118,16 +160,34 @@ class ChatServer:
     # --- WebSocket ---------------------------------------------------------
 
     def _admit(self, handshake: HTTPConnection) -> tuple[Optional[str], Optional[str]]:
-        """(login, None) to accept, or (None, reason) to refuse the handshake."""
+        """(login name, None) to accept, or (None, reason) to refuse the handshake."""
         s, h = self.settings, handshake.headers
-        if not origin_allowed(h.get("origin"), h.get("host"), s, h.get("x-forwarded-host")):
-            return None, f"origin {h.get('origin')!r} not allowed"
-        login = None
-        if self.authenticate is not None:
-            login = self.authenticate(handshake)
-            if login is None:
-                return None, "not logged in"
-        return login, None
+        if not host_allowed(handshake.scope, s, self.share_hosts):
+            return None, f"host {h.get('host')!r} not served (see --allowed-hosts)"
+        origin = h.get("origin")
+        if not origin_allowed(origin, h.get("host"), s, h.get("x-forwarded-host"), self.share_origins):
+            return None, f"origin {origin!r} not allowed"
+        if self.authenticate is None:
+            return None, None
+        login = self.authenticate(handshake)
+        if login is None:
+            return None, "not logged in"
+        # A browser always sends Origin; a page that did must also show the ticket of the
+        # session it was served to, which another site's page cannot read.
+        if origin is not None and not self._ticket_ok(handshake, login):
+            return None, "no valid ticket for this login session"
+        return login.user, None
+
+    def ticket_for(self, login: Login) -> str:
+        return ticket(self.secret, login.session)
+
+    def _ticket_ok(self, handshake: HTTPConnection, login: Login) -> bool:
+        given = parse_qs(handshake.scope.get("query_string", b"").decode("latin-1")).get("ticket", [""])[0]
+        return bool(given) and hmac.compare_digest(given, self.ticket_for(login))
+
+    def http_allowed(self, scope: Scope) -> bool:
+        """The DNS-rebinding guard for plain HTTP requests (see :func:`host_allowed`)."""
+        return host_allowed(scope, self.settings, self.share_hosts)
 
     async def serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``/ws`` as a plain ASGI app (see :class:`ChatAPI`): admit or refuse the
@@ -141,10 +201,13 @@ class ChatServer:
         login, refusal = self._admit(handshake)
         if refusal is not None:
             log.info("refused a WebSocket from %s: %s", handshake.client, refusal)
-            await send({"type": "websocket.close", "code": POLICY})  # before accept: HTTP 403
+            await refuse(scope, send, 403, refusal)
             return
-        address = address_of(handshake, s)
+        address = address_of(handshake, s, self.share_host)
         del handshake
+        if not self.limits.connects.take(address):
+            await refuse(scope, send, 429, "too many new connections from this address; wait a moment")
+            return
         # Nothing reads the handshake's headers from here on, and a browser's are a few
         # KB: let them go rather than keep them for the whole life of the connection.
         if isinstance(scope.get("headers"), list):
@@ -160,7 +223,7 @@ class ChatServer:
             writer.set_send_buffer(s.send_buffer)
         route = asyncio.current_task()  # cancelled if the peer stops reading for good (abandoned)
         outbox = Outbox(send, s.outbox, writer, s.stall_timeout, route.cancel if route is not None else None)
-        session = Session(hub.attach(outbox), s, login)
+        session = Session(hub.attach(outbox), s, login, address)
         outbox.start()
         try:
             while not outbox.closed:
@@ -193,28 +256,54 @@ class ChatServer:
         await self.serve_websocket(websocket.scope, websocket.receive, websocket.send)
 
     async def handle(self, session: Session, text: str) -> None:
-        """One text frame from a client: parse, validate, limit, hand over; errors go back as frames."""
+        """One text frame from a client: parse, validate, limit, hand over; errors go back as frames.
+
+        Every frame counts against the connection's frame rate, and every refusal
+        for going too fast counts towards the flood close, whatever the frame's type."""
         hub = self._hub()
         member = session.member
         try:
+            if not session.frames.take():
+                self._too_fast(session, "Too many frames; slow down.")
+                return
             frame = protocol.parse(text, self.settings.max_text)
             if isinstance(frame, Msg):
-                if not session.messages.take():
-                    if session.flood.strike():
-                        member.outbox.close(POLICY, "flooding")
-                        return
-                    raise ProtocolError("rate_limited", "Slow down: that message was not sent.")
+                limits = self.limits
+                hub.check_post(member)
+                if not (session.messages.take() and limits.messages.take(session.address)
+                        and limits.names.take(member.key or "")):
+                    self._too_fast(session, "Slow down: that message was not sent.")
+                    return
                 hub.post(member, frame.text)
             elif isinstance(frame, Join):
-                if not session.joins.take():
-                    raise ProtocolError("rate_limited", "Too many joins; wait a moment and try again.")
                 if session.login is not None:
                     frame = Join(session.login, frame.room, frame.since, frame.token)
-                await hub.join(member, frame)
+                await self._join(session, frame)
             elif isinstance(frame, Ping):
                 member.send(protocol.pong())
-        except ProtocolError as exc:
+        except (ProtocolError, Refusal) as exc:
             member.send(protocol.error(exc.code, exc.message))
+
+    async def _join(self, session: Session, frame: Join) -> None:
+        hub, limits, address = self._hub(), self.limits, session.address
+        if not (session.joins.take() and limits.joins.take(address)):
+            self._too_fast(session, "Too many joins; wait a moment and try again.")
+            return
+        if not hub.is_listed(frame.room) and not limits.rooms.take(address):
+            self._too_fast(session, "Too many new rooms from this address; join one from the list.")
+            return
+        member = session.member
+        if frame.key != member.key and frame.key not in hub.claims and not limits.new_names.take(address):
+            self._too_fast(session, "Too many new names from this address; wait a moment.")
+            return
+        await hub.join(member, frame, trusted=session.login is not None)
+
+    def _too_fast(self, session: Session, message: str) -> None:
+        """Refuse one frame as ``rate_limited``; persistent flooding closes the connection (1008)."""
+        if session.flood.strike():
+            session.member.outbox.close(POLICY, "flooding")
+        else:
+            session.member.send(protocol.error("rate_limited", message))
 
     # --- HTTP --------------------------------------------------------------
 
@@ -249,13 +338,23 @@ class ChatServer:
             found = await hub.store.after(room, since or 0, limit, first=since is not None)
             return {"room": room, "messages": [m.payload() for m in found]}
 
-        @router.get("/api/me", tags=["chat"], summary="The logged-in user, whose name is the chat name")
+        @router.get("/api/me", tags=["chat"], summary="The logged-in user (the chat name) and the page's /ws ticket")
         async def me(request: Request) -> dict[str, Optional[str]]:
-            return {"user": self.authenticate(request) if self.authenticate is not None else None}
+            login = self.authenticate(request) if self.authenticate is not None else None
+            if login is None:
+                return {"user": None, "ticket": None}
+            return {"user": login.user, "ticket": self.ticket_for(login)}
 
-        @router.get("/healthz", tags=["chat"], summary="Liveness and counts")
-        async def healthz() -> dict[str, Any]:
-            return {"status": "ok", **self._hub().stats()}
+        @router.get("/healthz", tags=["chat"], summary="Health (503 when degraded); counts for the logged in")
+        async def healthz(request: Request) -> JSONResponse:
+            hub = self._hub()
+            degraded = hub.health is Health.DEGRADED
+            body: dict[str, Any] = {"status": hub.health.value}
+            if self.authenticate is None or self.authenticate(request) is not None:
+                if degraded:
+                    body["reason"] = hub.health_reason
+                body.update(hub.stats())
+            return JSONResponse(body, status_code=503 if degraded else 200)
 
         return router
 
@@ -277,8 +376,41 @@ class ChatAPI(FastAPI):
         if is_chat_socket(scope):
             scope["app"] = self
             await self.state.chat.serve_websocket(scope, receive, send)
+        elif scope["type"] == "http" and not self.state.chat.http_allowed(scope):
+            await bad_host(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
+
+
+async def bad_host(scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer a request whose Host this server does not serve (see :func:`host_allowed`)."""
+    await PlainTextResponse("Invalid Host header (see --allowed-hosts).", status_code=400)(scope, receive, send)
+
+
+async def refuse(scope: Scope, send: Send, status: int, reason: str) -> None:
+    """Refuse a WebSocket handshake with an HTTP ``status`` (403: not allowed, 429: too
+    many), or plain 403 where the server cannot send a response of the app's own."""
+    if "websocket.http.response" in scope.get("extensions", {}):
+        body = reason.encode()
+        await send({"type": "websocket.http.response.start", "status": status,
+                    "headers": [(b"content-type", b"text/plain; charset=utf-8"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "websocket.http.response.body", "body": body})
+    else:
+        await send({"type": "websocket.close", "code": POLICY})  # before accept: HTTP 403
+
+
+def cors_options(settings: Settings) -> dict[str, Any]:
+    """CORS for the chat's HTTP API: only ``allowed_origins`` (a '*' label as a regular
+    expression for exactly one label), never whatever Origin asks."""
+    exact, patterns = [], []
+    for origin in allowed_list(settings):
+        if "*" in origin:
+            patterns.append(re.escape(origin).replace(r"\*", "[A-Za-z0-9-]+"))
+        else:
+            exact.append(origin)
+    return {"allow_origins": exact, "allow_origin_regex": "|".join(patterns) or None,
+            "allow_credentials": True, "allow_methods": ["GET"]}
 
 
 def is_chat_socket(scope: Scope) -> bool:
@@ -308,6 +440,7 @@ def create_app(settings: Optional[Settings] = None, assets_dir: Optional[Path] =
     server = ChatServer(settings, authenticate, challenge)
     app = ChatAPI(title="Realtime chat", lifespan=server.lifespan)
     app.state.chat = server
+    app.add_middleware(CORSMiddleware, **cors_options(settings))
     app.include_router(server.router())
     if assets_dir is not None:
         page = Path(assets_dir) / "page.html"

@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
-NO_LIMITS = {"CHAT_RATE": "0", "CHAT_JOIN_RATE": "0", "CHAT_MAX_CONN_PER_IP": "0"}
+# Abuse limits off, and names not reserved after their holder leaves: tests about
+# something else reconnect and send in bursts on purpose (the limit tests set their own).
+NO_LIMITS = {"CHAT_RATE": "0", "CHAT_JOIN_RATE": "0", "CHAT_MAX_CONN_PER_IP": "0", "CHAT_FRAME_RATE": "0",
+             "CHAT_IP_RATE": "0", "CHAT_IP_JOIN_RATE": "0", "CHAT_CONN_RATE": "0", "CHAT_ROOM_RATE": "0",
+             "CHAT_NAME_RATE": "0", "CHAT_MAX_ROOMS": "0", "CHAT_NAME_RESERVE": "0",
+             "CHAT_MAX_HALF_OPEN_PER_IP": "0"}
 
 
 def free_port() -> int:
@@ -26,13 +31,15 @@ class ServerProcess:
     """``python -m chat_core`` (or any command given) on 127.0.0.1:port; restartable on the same port."""
 
     def __init__(self, args: Sequence[str] = (), env: Optional[dict] = None, port: Optional[int] = None,
-                 command: Optional[Sequence[str]] = None, log_path: Optional[Path] = None) -> None:
+                 command: Optional[Sequence[str]] = None, log_path: Optional[Path] = None,
+                 preexec_fn=None) -> None:
         self.port = port or free_port()
         self.args = list(args)
         # Abuse limits are off unless a test sets them: most tests send in bursts on purpose.
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **NO_LIMITS, **(env or {})}
         self.command = list(command) if command else [sys.executable, "-m", "chat_core"]
         self.log_path = log_path
+        self.preexec_fn = preexec_fn  # run in the child before the server starts (resource limits)
         self.proc: Optional[subprocess.Popen] = None
         self._log = None
 
@@ -48,7 +55,7 @@ class ServerProcess:
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [*self.command, "--host", "127.0.0.1", "--port", str(self.port), *self.args],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
+            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

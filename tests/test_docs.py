@@ -16,7 +16,7 @@ def test_readme_generated_parts_are_current():
 
 def test_every_error_code_and_close_code_in_the_code_is_documented():
     source = "\n".join(p.read_text() for p in (ROOT / "chat_core").glob("*.py"))
-    codes = set(re.findall(r'ProtocolError\(\s*"([a-z_]+)"', source)) | set(re.findall(r'error\(\s*"([a-z_]+)"', source))
+    codes = set(re.findall(r'(?:ProtocolError|Refusal)\(\s*"([a-z_]+)"', source)) | set(re.findall(r'error\(\s*"([a-z_]+)"', source))
     codes.discard("closed")  # internal: never sent (the connection is already closed)
     documented = set(re.findall(r"^\| `([a-z_]+)` \|", PROTOCOL, re.M))
     assert codes and codes <= documented, codes - documented

@@ -37,7 +37,8 @@ from hypothesis import HealthCheck, event, given, settings, strategies as st
 from hypothesis.errors import InvalidArgument
 from websockets.exceptions import ConnectionClosed
 
-from chat_core import protocol
+from chat_core import names, protocol
+from chat_core.identity import Proof
 from chat_core.outbox import Outbox
 from chat_core.protocol import Join, Msg, Ping, ProtocolError
 from chat_core.settings import Settings
@@ -182,7 +183,7 @@ def check_frame(frame, max_text):
 
 
 CONTROL_MUST = {"Cc"}  # "no control characters"
-CONTROL_MAY = {"Cf", "Zl", "Zp"}  # format characters and separators: refusing them too is the server's choice
+PLAIN_NAME = re.compile(r"[A-Za-z0-9 ]+")
 
 
 def expected_codes(value: Any, max_text: int) -> tuple[set, set]:
@@ -213,6 +214,8 @@ def expected_codes(value: Any, max_text: int) -> tuple[set, set]:
             must.add("empty_text")
         elif len(text) > max_text:
             must.add("text_too_long")
+        elif "\x00" in text:
+            must.add("bad_text")
         return must, may
     if kind != "join":
         return {"unknown_type"}, may
@@ -220,11 +223,14 @@ def expected_codes(value: Any, max_text: int) -> tuple[set, set]:
     if not isinstance(user, str):
         must.add("bad_field")
     else:
-        name = user.strip()
-        categories = {unicodedata.category(c) for c in name}
+        # The docs give names under PRECIS (RFC 8266) plus look-alike rules, which this
+        # model does not redo: plain ASCII letters, digits and spaces must pass, controls
+        # and over-long names must fail, anything else may go either way.
+        name = re.sub(" +", " ", user.strip(" "))  # PRECIS trims and collapses spaces
+        categories = {unicodedata.category(c) for c in user}  # controls count even at the ends
         if not 1 <= len(name) <= 32 or categories & CONTROL_MUST:
             must.add("bad_name")
-        elif categories & CONTROL_MAY:
+        elif not PLAIN_NAME.fullmatch(name):
             may.add("bad_name")
     room = payload.get("room")
     if room is not None and not isinstance(room, str):
@@ -235,7 +241,7 @@ def expected_codes(value: Any, max_text: int) -> tuple[set, set]:
     if since is not None and (type(since) is not int or since < 0):
         must.add("bad_field")
     token = payload.get("token")
-    if token is not None and not isinstance(token, str):
+    if token is not None and (not isinstance(token, str) or len(token) > 200):
         must.add("bad_field")
     return must, may
 
@@ -334,7 +340,7 @@ class Peer:
         self.joins: list = []  # (index into log where an accepted join's answer starts, room)
         self.outbox = RecordingOutbox(self._send, server.settings.outbox, log=self.log)
         self.member = server.hub.attach(self.outbox)
-        self.session = Session(self.member, server.settings, None)
+        self.session = Session(self.member, server.settings, None, "fuzz")
         self.outbox.start()
         # the model's view of this connection
         self.room: Optional[str] = None
@@ -348,7 +354,7 @@ class Peer:
 
     @property
     def key(self) -> Optional[str]:
-        return self.name.casefold() if self.name is not None else None
+        return names.name_key(self.name) if self.name is not None else None
 
 
 async def settle(turns: int = 12) -> None:
@@ -367,6 +373,7 @@ class Harness:
         self.slots: list[Optional[Peer]] = [None] * peers
         self.all_peers: list[Peer] = []
         self.messages: dict[str, list] = {}  # room -> [(user, text)], index = id - 1
+        self.tokens: dict[str, str] = {}  # name key -> the token its last welcome gave
 
     def live(self) -> list[Peer]:
         return [p for p in self.slots if p is not None and not p.dead]
@@ -388,10 +395,12 @@ class Harness:
         payload = value.get("payload") if isinstance(value, dict) else None
         if isinstance(payload, dict) and payload.get("token") in (VALID_TOKEN, OTHER_TOKEN):
             user = payload.get("user")
-            name = user.strip() if isinstance(user, str) else "nobody"
-            other = "someone else" if name.casefold() != "someone else" else "another"
-            value = {**value, "payload": {**payload, "token": self.hub.tokens.issue(
-                name if payload["token"] == VALID_TOKEN else other)}}
+            key = names.name_key(user) if isinstance(user, str) else "nobody"
+            if payload["token"] == VALID_TOKEN:  # the token the last welcome for this name gave
+                token = self.tokens.get(key, "never issued")
+            else:
+                token = next((t for k, t in self.tokens.items() if k != key), "never issued")
+            value = {**value, "payload": {**payload, "token": token}}
         return json.dumps(value, ensure_ascii=ascii_only)
 
     # --- steps ---
@@ -465,19 +474,25 @@ class Harness:
                 assert got == []
 
     async def check_join(self, p: Peer, join: Join, direct: list, marks: dict) -> None:
-        key, room = join.user.casefold(), join.room
+        key, room = join.key, join.room
         here = self.members(room)
         holder = here.get(key)
         replaced = None
+        proven = join.token is not None and self.hub.claims.proof(key, join.token, held=True) is Proof.TOKEN
         if holder is not None and holder is not p:
             if join.token is None:
                 note("join: name_taken")
                 return assert_error(direct, "name_taken")
-            if not self.hub.tokens.check(join.token, key):
+            if not proven:
                 note("join: bad_token")
                 return assert_error(direct, "bad_token")
             note("join: took a name with its token")
             replaced = holder
+        elif p.key != key and any(q.key == key and q.room is not None for q in self.live() if q is not p):
+            # held in another room by someone else: the name is reserved for its token
+            if not proven:
+                note("join: reserved elsewhere")
+                return assert_error(direct, "bad_token" if join.token is not None else "name_taken")
         # accepted: what everybody sees, in order
         expected_notices: dict = {id(q): [] for q in self.live()}
         if replaced is not None:
@@ -519,7 +534,8 @@ class Harness:
         assert welcome["user"] == join.user and welcome["room"] == room and welcome["last_id"] == last
         assert welcome["online"] == len(members)
         assert welcome["users"] == sorted((q.name for q in members.values()), key=str.casefold)
-        assert self.hub.tokens.check(welcome["token"], join.user)
+        assert self.hub.claims.proof(join.key, welcome["token"], held=True) is Proof.TOKEN
+        self.tokens[join.key] = welcome["token"]
         ids = [f["payload"]["id"] for f in history]
         for f in history:
             m = f["payload"]
@@ -561,7 +577,7 @@ class Harness:
             assert set(room.members) == set(self.members(name))
             for key, member in room.members.items():
                 assert member in hub.members and member.room is room
-                assert member.key == key == member.name.casefold()  # names unique per room, ignoring case
+                assert member.key == key == names.name_key(member.name)  # names unique per room, look-alikes as one
                 assert not member.outbox.closed
         for p in live:
             m = p.member
@@ -640,7 +656,9 @@ def run_sequence(steps: list, limits: dict) -> None:
         loop = asyncio.get_running_loop()
         outside = asyncio.all_tasks()  # this one and asyncio.run's wait_for
         loop.set_exception_handler(lambda _loop, ctx: problems.append(ctx.get("message")))
-        s = Settings(db=":memory:", rate=0, join_rate=0, max_conn_per_ip=0, max_text=MAX_TEXT, **limits)
+        s = Settings(db=":memory:", rate=0, join_rate=0, max_conn_per_ip=0, max_text=MAX_TEXT, frame_rate=0,
+                     ip_rate=0, ip_join_rate=0, conn_rate=0, room_rate=0, name_rate=0, max_rooms=0,
+                     name_reserve=0, **limits)
         server = ChatServer(s)
         await server.start()
         h = Harness(server, PEERS)

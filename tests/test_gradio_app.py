@@ -123,12 +123,12 @@ def fetch(url: str) -> tuple[int, str, bytes]:
         return e.code, e.headers.get("content-type", ""), e.read()
 
 
-def ws_join(base_url: str, user: str, room: str = "lobby") -> dict:
+def ws_join(base_url: str, user: str, room: str = "lobby", origin: Optional[str] = None) -> dict:
     """Join over a real WebSocket at <base_url>/ws; return the welcome payload."""
     from websockets.asyncio.client import connect
 
     async def go() -> dict:
-        async with connect(base_url.replace("http", "ws", 1) + "/ws", open_timeout=10) as ws:
+        async with connect(base_url.replace("http", "ws", 1) + "/ws", open_timeout=10, origin=origin) as ws:
             await ws.send(json.dumps({"type": "join", "payload": {"user": user, "room": room}}))
             while True:
                 frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
@@ -212,6 +212,13 @@ def test_share_asks_for_a_tunnel_to_this_host_and_port(tmp_path: Path) -> None:
         assert fetch(public + "/")[0] == 200
         assert json.loads(fetch(public + "/healthz")[2])["status"] == "ok"
         assert ws_join(public, "through-the-tunnel")["user"] == "through-the-tunnel"
+        # a page on this app's own share link may open /ws; one on somebody else's may not
+        origin = public.rstrip("/")
+        assert ws_join(public, "from-the-link", origin=origin)["user"] == "from-the-link"
+        from websockets.exceptions import InvalidStatus
+        with pytest.raises(InvalidStatus) as info:
+            ws_join(public, "evil", origin="https://attacker.gradio.live")
+        assert info.value.response.status_code == 403
     finally:
         srv.stop()
 
@@ -238,13 +245,7 @@ def test_launch_gives_websockets_the_chat_settings(tmp_path: Path) -> None:
     no-compression setting still reach the WebSocket layer."""
     srv = start_server(tmp_path, args=("--ping-interval", "0.5", "--ping-timeout", "5"))
     try:
-        deadline = time.monotonic() + 20
-        while True:  # the settings apply once launch() has returned, just after /healthz answers
-            head, sock = raw_handshake(srv.port)
-            if "permessage-deflate" not in head or time.monotonic() > deadline:
-                break
-            sock.close()
-            time.sleep(0.2)
+        head, sock = raw_handshake(srv.port)  # from the first connection on (chat_uvicorn)
         with sock:
             assert head.startswith("http/1.1 101"), head
             assert "permessage-deflate" not in head, head
@@ -315,10 +316,10 @@ def test_flags_cover_the_launch_options_and_the_chat_settings() -> None:
     settings = gradio_app.settings_from(args, {})
     assert (settings.db, settings.history_limit, settings.max_text) == ("a.db", 7, 99)
     assert gradio_app.server_options(gradio_app.chat_app(settings))["ssr_mode"] is False
-    assert settings.allowed_origins == "https://*.gradio.live"  # --share: the link's pages may open /ws
-    assert gradio_app.settings_from(gradio_app.parse_args([]), {}).allowed_origins == ""
+    # --share allows no wildcard over everybody's share links: only this app's, once made
+    assert settings.allowed_origins == ""
     both = gradio_app.settings_from(gradio_app.parse_args(["--share", "--allowed-origins", "https://a.example"]), {})
-    assert both.allowed_origins == "https://a.example,https://*.gradio.live"
+    assert both.allowed_origins == "https://a.example"
     logins = gradio_app.settings_from(gradio_app.parse_args(["--auth", "a:b,c:d"]), {})
     assert gradio_app.server_options(gradio_app.chat_app(logins))["auth"] == [("a", "b"), ("c", "d")]
     assert gradio_app.server_options(gradio_app.chat_app(settings))["auth"] is None

@@ -7,7 +7,8 @@ import pytest
 
 from chat_core.hub import Hub
 from chat_core.outbox import Outbox
-from chat_core.protocol import Join, ProtocolError
+from chat_core.protocol import Join
+from chat_core.refusal import Refusal
 from chat_core.settings import Settings
 from chat_core.store import MemoryStore
 
@@ -79,7 +80,7 @@ def test_join_order_history_welcome_notice_and_presence():
         welcome = b.frames[1]["payload"]
         assert welcome["users"] == ["alice", "Bob"] and welcome["online"] == 2 and welcome["last_id"] == 1
         assert a.frames[-1] == {"type": "join", "payload": {"user": "Bob", "ts": a.frames[-1]["payload"]["ts"], "room": "lobby"}}
-        with pytest.raises(ProtocolError) as e:
+        with pytest.raises(Refusal) as e:
             await hub.join(Peer(hub).member, Join("BOB"))
         assert e.value.code == "name_taken"
         hub.detach(b.member)

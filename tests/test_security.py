@@ -32,7 +32,7 @@ def get(url, headers=None):
 # --- identity --------------------------------------------------------------
 
 def test_resume_token_reclaims_a_name_from_a_ghost_and_survives_restart(tmp_path):
-    srv = srv_with(tmp_path)
+    srv = srv_with(tmp_path, "--name-reserve", "3600")
     with srv:
         async def first():
             ghost, other = await Client.open(srv.ws_url), await Client.open(srv.ws_url)
@@ -58,13 +58,14 @@ def test_resume_token_reclaims_a_name_from_a_ghost_and_survives_restart(tmp_path
             assert (await other.recv_type("msg"))["payload"]["user"] == "alice"
             return token
         token = run(first())
-    with srv:  # same database, so the same secret: the token still works
+    with srv:  # the same database: the name is still reserved for the same token
         async def second():
-            holder = await Client.open(srv.ws_url)
-            await holder.join("alice")
+            other = await Client.open(srv.ws_url)
+            await other.send({"type": "join", "payload": {"user": "alice"}})
+            assert (await other.recv())["code"] == "name_taken"
             back = await Client.open(srv.ws_url)
             _, welcome = await back.join("alice", token=token)
-            assert welcome["payload"]["user"] == "alice"
+            assert welcome["payload"]["user"] == "alice" and welcome["payload"]["token"] == token
         run(second())
     assert (tmp_path / "chat.db.secret").stat().st_mode & 0o777 == 0o600
 

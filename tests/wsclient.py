@@ -71,3 +71,18 @@ class Client:
         except asyncio.TimeoutError:
             return True
         raise AssertionError(f"unexpected frame {frame}")
+
+
+async def fragmented_close_code(url: str, size: int = 100_000, piece: int = 30_000) -> Optional[int]:
+    """Send one message of ``size`` characters in fragments of ``piece``; the close code the server sends."""
+    from websockets.exceptions import ConnectionClosed
+
+    async with connect(url, max_size=None) as ws:
+        await ws.send(json.dumps({"type": "join", "payload": {"user": "frag"}}))
+        text = json.dumps({"type": "msg", "payload": {"text": "x" * size}})
+        try:
+            await ws.send(text[i:i + piece] for i in range(0, len(text), piece))
+            while True:
+                await asyncio.wait_for(ws.recv(), 5)
+        except ConnectionClosed as exc:
+            return exc.rcvd.code if exc.rcvd else None
