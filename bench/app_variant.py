@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 VARIANTS = {  # variant: what differs from the app (the --ablation table says it too)
@@ -45,10 +44,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(add_help=False)
     ap.add_argument("--variant", choices=list(VARIANTS), required=True)
     known, rest = ap.parse_known_args()
-    sys.path.append(str(Path(__file__).resolve().parent.parent))  # chat_core; PYTHONPATH (--app-path) comes first
-
-    from chat_core import __main__ as entry
-    from chat_core import protocol, serve
+    # chat_core: from PYTHONPATH, which bench/harness.py sets to this checkout or to --app-path
+    # (or, run by hand, from the editable install of requirements-dev.txt)
+    from chat_core import __main__ as entry, protocol, serve
 
     if known.variant == "json":
         protocol.orjson = StdlibJson  # type: ignore[assignment]

@@ -81,8 +81,9 @@ async def measure(url: str, seconds: float) -> dict:
     baseline = await observe(url, 3.0)
     counts = {"refused": 0, "connected": 0}
     deadline = time.monotonic() + seconds
-    during, _ = await asyncio.gather(observe(url, seconds),
-                                     asyncio.gather(*(attack_loop(url, n, deadline, counts) for n in range(16))))
+    during, _ = await asyncio.gather(
+        observe(url, seconds), asyncio.gather(*(attack_loop(url, n, deadline, counts) for n in range(16)))
+    )
     return {"baseline": baseline, "during": during, **counts}
 
 
@@ -94,8 +95,13 @@ def main() -> None:
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "CHAT_MAX_CONN_PER_IP": "64"}
-        proc = subprocess.Popen([sys.executable, "-m", "chat_core", "--port", str(port), "--db", f"{tmp}/chat.db"],
-                                cwd=args.repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chat_core", "--port", str(port), "--db", f"{tmp}/chat.db"],
+            cwd=args.repo,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             base = f"http://127.0.0.1:{port}"
             for _ in range(100):
@@ -111,9 +117,11 @@ def main() -> None:
             proc.send_signal(signal.SIGTERM)
             proc.wait(10)
     stored = sum(room["last_id"] for room in rooms)
-    print(f"attack for {args.seconds:g}s from one address: {r['connected']} connections "
-          f"({r['refused']} refused), {stored} messages stored ({stored / args.seconds:.0f}/s), "
-          f"{len(rooms) - 1} rooms listed")
+    print(
+        f"attack for {args.seconds:g}s from one address: {r['connected']} connections "
+        f"({r['refused']} refused), {stored} messages stored ({stored / args.seconds:.0f}/s), "
+        f"{len(rooms) - 1} rooms listed"
+    )
     for name in ("baseline", "during"):
         v = r[name]
         print(f"observer ping {name:8}: p50 {statistics.median(v):.2f} ms, p99 {pct(v, 0.99):.2f} ms ({len(v)} pings)")

@@ -69,17 +69,42 @@ def cpu_split(pid: int) -> tuple[float, float]:
 def measure(kind: str, server: Server, load_cpu: str, tmp: Path) -> dict:
     senders = Load(1, load_cpu)
     s = senders.workers[0]
-    s.call("connect", group="room", host="127.0.0.1", port=server.port, room="check", prefix="s",
-           start=0, count=SENDERS, rate=100, timeout=20)
+    s.call(
+        "connect",
+        group="room",
+        host="127.0.0.1",
+        port=server.port,
+        room="check",
+        prefix="s",
+        start=0,
+        count=SENDERS,
+        rate=100,
+        timeout=20,
+    )
     if kind == "lean":
         recv = Load(1, load_cpu)
-        recv.workers[0].call("connect", group="r", host="127.0.0.1", port=server.port, room="check",
-                             prefix="r", start=0, count=CLIENTS, rate=500, timeout=30)
+        recv.workers[0].call(
+            "connect",
+            group="r",
+            host="127.0.0.1",
+            port=server.port,
+            room="check",
+            prefix="r",
+            start=0,
+            count=CLIENTS,
+            rate=500,
+            timeout=30,
+        )
         pid = recv.workers[0].pid
     else:
-        proc = subprocess.Popen(pinned(load_cpu, [sys.executable, str(BENCH / "clientcheck.py"), "--child",
-                                                  str(server.port), str(CLIENTS)]),
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            pinned(
+                load_cpu, [sys.executable, str(BENCH / "clientcheck.py"), "--child", str(server.port), str(CLIENTS)]
+            ),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         assert proc.stdout is not None and proc.stdin is not None
         if proc.stdout.readline().strip() != "ready":
             raise RuntimeError("websockets clients did not start")
@@ -103,9 +128,14 @@ def measure(kind: str, server: Server, load_cpu: str, tmp: Path) -> dict:
         got = int(proc.stdout.readline())
         proc.wait(10)
     senders.stop()
-    return {"frames": got, "cpu_s": c1 - c0, "us_per_frame": 1e6 * (c1 - c0) / max(1, got),
-            "user_us": 1e6 * (u1 - u0) / max(1, got), "sys_us": 1e6 * (k1 - k0) / max(1, got),
-            "cpu_pct": 100 * (c1 - c0) / (t1 - t0)}
+    return {
+        "frames": got,
+        "cpu_s": c1 - c0,
+        "us_per_frame": 1e6 * (c1 - c0) / max(1, got),
+        "user_us": 1e6 * (u1 - u0) / max(1, got),
+        "sys_us": 1e6 * (k1 - k0) / max(1, got),
+        "cpu_pct": 100 * (c1 - c0) / (t1 - t0),
+    }
 
 
 def main() -> int:
@@ -114,8 +144,10 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="chatbench-check-"))
     print(f"# {plan.note}")
-    print(f"# {CLIENTS} receiving clients in one process, {SENDERS} senders, {RATE:.0f} msg/s "
-          f"= {RATE * (CLIENTS + SENDERS):,.0f} deliveries/s offered, {SECONDS:.0f} s, websockets reference server")
+    print(
+        f"# {CLIENTS} receiving clients in one process, {SENDERS} senders, {RATE:.0f} msg/s "
+        f"= {RATE * (CLIENTS + SENDERS):,.0f} deliveries/s offered, {SECONDS:.0f} s, websockets reference server"
+    )
     for kind in ("lean", "websockets"):
         server = Server("websockets", plan.server, tmp)
         try:
@@ -124,8 +156,11 @@ def main() -> int:
             server.stop()
             if kind == "websockets":
                 shutil.rmtree(tmp, ignore_errors=True)
-        print(f"{kind:<11} client: {r['frames']:>8,} frames, {r['us_per_frame']:5.1f} µs CPU per frame "
-              f"(user {r['user_us']:.1f} + kernel {r['sys_us']:.1f}; {r['cpu_pct']:3.0f}% of a CPU) -> at most ~{1e6 / r['us_per_frame']:,.0f} deliveries/s per CPU")
+        print(
+            f"{kind:<11} client: {r['frames']:>8,} frames, {r['us_per_frame']:5.1f} µs CPU per frame "
+            f"(user {r['user_us']:.1f} + kernel {r['sys_us']:.1f}; {r['cpu_pct']:3.0f}% of a CPU) "
+            f"-> at most ~{1e6 / r['us_per_frame']:,.0f} deliveries/s per CPU"
+        )
     return 0
 
 

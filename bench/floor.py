@@ -20,11 +20,9 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import harness  # noqa: E402
-from harness import CLK_TCK, core_times, cpu_plan, pinned  # noqa: E402
+import harness  # bench/, next to this file (the script's directory is on sys.path)
+from harness import CLK_TCK, core_times, cpu_plan, pinned
 
 
 def reader(port: int, n: int, seconds: float) -> None:
@@ -50,9 +48,27 @@ def reader(port: int, n: int, seconds: float) -> None:
 def measure(clients: int = 500, messages: int = 600, rate: float = 150.0) -> dict:
     """Run the floor measurement in a child (the sender must sit on the server CPU)."""
     every = ",".join(map(str, harness.ALL_CPUS)) or "-"  # the child picks its own CPU, as run.py does
-    out = subprocess.run(pinned(every, [sys.executable, __file__, "--clients", str(clients), "--messages",
-                                      str(messages), "--rate", str(rate), "--nice", str(harness.NICE[0]), "--json"]),
-                         capture_output=True, text=True, timeout=messages / rate + 60)
+    out = subprocess.run(
+        pinned(
+            every,
+            [
+                sys.executable,
+                __file__,
+                "--clients",
+                str(clients),
+                "--messages",
+                str(messages),
+                "--rate",
+                str(rate),
+                "--nice",
+                str(harness.NICE[0]),
+                "--json",
+            ],
+        ),
+        capture_output=True,
+        text=True,
+        timeout=messages / rate + 60,
+    )
     import json
 
     lines = out.stdout.strip().splitlines()
@@ -79,9 +95,27 @@ def main() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    rd = subprocess.Popen(pinned(plan.load, [sys.executable, __file__, "--role", "reader", "--port", str(port),
-                                              "--clients", str(a.clients), "--messages", str(a.messages),
-                                              "--rate", str(a.rate)]), stdout=subprocess.PIPE, text=True)
+    rd = subprocess.Popen(
+        pinned(
+            plan.load,
+            [
+                sys.executable,
+                __file__,
+                "--role",
+                "reader",
+                "--port",
+                str(port),
+                "--clients",
+                str(a.clients),
+                "--messages",
+                str(a.messages),
+                "--rate",
+                str(a.rate),
+            ],
+        ),
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(0.5)
     socks = []
     for _ in range(a.clients):
@@ -90,7 +124,10 @@ def main() -> int:
         c.setblocking(False)
         socks.append(c)
     assert rd.stdout is not None and rd.stdout.readline().strip() == "ready"
-    frame = b"\x81\x7e\x00\x76" + b'{"type":"msg","payload":{"user":"s1","text":"~b~1|1|1234567890123","ts":1.0,"id":1,"room":"r"}}'.ljust(118)
+    frame = (
+        b"\x81\x7e\x00\x76"
+        + b'{"type":"msg","payload":{"user":"s1","text":"~b~1|1|1234567890123","ts":1.0,"id":1,"room":"r"}}'.ljust(118)
+    )
     t0, c0, cores0 = time.monotonic(), os.times(), core_times()
     step = 1 / a.rate
     for k in range(a.messages):
@@ -107,16 +144,20 @@ def main() -> int:
     n = a.messages * a.clients
     user, kern = (c1.user - c0.user) / n * 1e6, (c1.system - c0.system) / n * 1e6
     res = {"deliveries": n, "per_s": a.rate * a.clients, "user_us": user, "kernel_us": kern}
-    line = (f"raw fan-out floor: {n:,} deliveries at {a.rate * a.clients:,.0f}/s: sender {user:.1f} µs user + "
-            f"{kern:.1f} µs kernel per delivery")
+    line = (
+        f"raw fan-out floor: {n:,} deliveries at {a.rate * a.clients:,.0f}/s: sender {user:.1f} µs user + "
+        f"{kern:.1f} µs kernel per delivery"
+    )
     if plan.server != "-":
         cpu = int(plan.server)
         irq = (cores1[cpu][1] - cores0[cpu][1]) / CLK_TCK / n * 1e6
         total = user + kern + irq
         res.update(softirq_us=irq, total_us=total, max_per_s=1e6 / total)
-        line += (f", + {irq:.1f} µs softirq on the server CPU = {total:.1f} µs -> one CPU tops out near "
-                 f"{1e6 / total:,.0f} deliveries/s with zero WebSocket or chat code; {a.rate * a.clients:,.0f}/s "
-                 f"takes {total * a.rate * a.clients / 1e4:.0f}% of it")
+        line += (
+            f", + {irq:.1f} µs softirq on the server CPU = {total:.1f} µs -> one CPU tops out near "
+            f"{1e6 / total:,.0f} deliveries/s with zero WebSocket or chat code; {a.rate * a.clients:,.0f}/s "
+            f"takes {total * a.rate * a.clients / 1e4:.0f}% of it"
+        )
     print(line)
     if a.json:
         import json

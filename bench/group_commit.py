@@ -6,28 +6,71 @@ the server's /healthz then says how many store commits carried the 5,000 message
 Runs `python -m chat_core` on a free loopback port with a fresh SQLite file,
 abuse limits and the outbox bound off, and stops by itself.
 """
-import asyncio, json, sys, tempfile, time, urllib.request
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent / "tests"))
-from servers import ServerProcess
-from wsclient import Client
-d = tempfile.mkdtemp()
-srv = ServerProcess(["--db", d + "/c.db", "--outbox", "0"])
-async def main():
-    cs = [await Client.open(srv.ws_url) for _ in range(10)]
-    for i, c in enumerate(cs): await c.join(f"u{i}")
-    counts = [0] * 10
-    async def reader(c, i):
-        while counts[i] < 5000:
-            f = await c.recv(30)
-            if f["type"] == "msg": counts[i] += 1
-    readers = [asyncio.ensure_future(reader(c, i)) for i, c in enumerate(cs)]
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+
+from harness import Server  # bench/, next to this file
+
+CLIENTS, EACH = 10, 500
+
+
+async def join(url: str, user: str) -> ClientConnection:
+    ws = await connect(url, open_timeout=10)
+    await ws.send(json.dumps({"type": "join", "payload": {"user": user}}))
+    while (await recv(ws))["type"] != "welcome":
+        pass
+    return ws
+
+
+async def recv(ws: ClientConnection, timeout: float = 30) -> Any:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def main(srv: Server) -> None:
+    base = f"http://127.0.0.1:{srv.port}"
+    conns = [await join(f"ws://127.0.0.1:{srv.port}/ws", f"u{i}") for i in range(CLIENTS)]
+    total = CLIENTS * EACH
+    counts = [0] * CLIENTS
+
+    async def reader(ws: ClientConnection, i: int) -> None:
+        while counts[i] < total:
+            if (await recv(ws))["type"] == "msg":
+                counts[i] += 1
+
+    async def blast(ws: ClientConnection, i: int) -> None:
+        for j in range(EACH):
+            await ws.send(json.dumps({"type": "msg", "payload": {"text": f"{i}-{j}"}}))
+
+    readers = [asyncio.ensure_future(reader(ws, i)) for i, ws in enumerate(conns)]
     t0 = time.perf_counter()
-    async def blast(c, i):
-        for j in range(500): await c.say(f"{i}-{j}")
-    await asyncio.gather(*(blast(c, i) for i, c in enumerate(cs)))
+    await asyncio.gather(*(blast(ws, i) for i, ws in enumerate(conns)))
     await asyncio.gather(*readers)
     dt = time.perf_counter() - t0
-    h = json.loads(urllib.request.urlopen(srv.url + "/healthz").read())
-    print(f"{h['messages']} messages stored and broadcast in {dt:.2f}s = {h['messages']/dt:.0f} msg/s in {h['commits']} commits (avg batch {h['messages']/h['commits']:.1f})")
-with srv:
-    asyncio.run(main())
+    with urllib.request.urlopen(base + "/healthz") as r:
+        h = json.loads(r.read())
+    for ws in conns:
+        await ws.close()
+    print(
+        f"{h['messages']} messages stored and broadcast in {dt:.2f}s = {h['messages'] / dt:.0f} msg/s "
+        f"in {h['commits']} commits (avg batch {h['messages'] / h['commits']:.1f})"
+    )
+
+
+if __name__ == "__main__":
+    os.environ["CHAT_OUTBOX"] = "0"  # the outbox bound off; harness.APP_ENV turns the abuse limits off
+    server = Server("app", "-", Path(tempfile.mkdtemp(prefix="group-commit-")))
+    try:
+        asyncio.run(main(server))
+    finally:
+        server.stop()

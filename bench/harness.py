@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-import app_variant  # noqa: E402  (bench/, next to this file)
+import app_variant  # bench/, next to this file
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -25,10 +25,21 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 now_ns = time.monotonic_ns
 
 # Abuse limits off (issue 4: 0 turns each off); unknown variables are harmless.
-APP_ENV = {"CHAT_RATE": "0", "CHAT_JOIN_RATE": "0", "CHAT_MAX_CONN_PER_IP": "0", "CHAT_FRAME_RATE": "0",
-           "CHAT_IP_RATE": "0", "CHAT_IP_JOIN_RATE": "0", "CHAT_CONN_RATE": "0", "CHAT_ROOM_RATE": "0",
-           "CHAT_NAME_RATE": "0", "CHAT_MAX_ROOMS": "0", "CHAT_NAME_RESERVE": "0", "CHAT_MAX_HALF_OPEN_PER_IP": "0",
-           "GRADIO_ANALYTICS_ENABLED": "False"}
+APP_ENV = {
+    "CHAT_RATE": "0",
+    "CHAT_JOIN_RATE": "0",
+    "CHAT_MAX_CONN_PER_IP": "0",
+    "CHAT_FRAME_RATE": "0",
+    "CHAT_IP_RATE": "0",
+    "CHAT_IP_JOIN_RATE": "0",
+    "CHAT_CONN_RATE": "0",
+    "CHAT_ROOM_RATE": "0",
+    "CHAT_NAME_RATE": "0",
+    "CHAT_MAX_ROOMS": "0",
+    "CHAT_NAME_RESERVE": "0",
+    "CHAT_MAX_HALF_OPEN_PER_IP": "0",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+}
 
 
 # -- CPUs ---------------------------------------------------------------------
@@ -47,8 +58,11 @@ def cpu_plan() -> CpuPlan:
     if len(cpus) >= 2:
         server, load = cpus[-1], cpus[:-1]
         os.sched_setaffinity(0, set(load))  # this process measures; keep it off the server's core
-        return CpuPlan(str(server), ",".join(map(str, load)),
-                       f"server pinned to CPU {server}; load generator and this harness on CPU {','.join(map(str, load))}")
+        return CpuPlan(
+            str(server),
+            ",".join(map(str, load)),
+            f"server pinned to CPU {server}; load generator and this harness on CPU {','.join(map(str, load))}",
+        )
     return CpuPlan("-", "-", "only one CPU: server and load generator share it (figures are not comparable)")
 
 
@@ -86,7 +100,7 @@ class Window:
     def close(self) -> dict:
         t1, c1, p1 = time.monotonic(), core_times(), [cpu_seconds(p) for p in self.pids]
         secs = t1 - self.t0
-        ours = sum(b - a for a, b in zip(self.p0, p1))
+        ours = sum(b - a for a, b in zip(self.p0, p1, strict=True))
         proc_all = sum(c1[c][0] - self.c0[c][0] for c in c1) / CLK_TCK
         out = {"other_cpu_pct": max(0.0, 100 * (proc_all - ours) / secs)}
         if self.server_cpu is not None:
@@ -180,17 +194,28 @@ SERVER_NAMES = ("app", "gradio", "websockets", "seed")
 VARIANTS = tuple(f"app-{v}" for v in app_variant.VARIANTS)  # the app minus one fast part
 APPS = ("app", "gradio", *VARIANTS)  # ours, imported from APP_PATH
 REFERENCE = "websockets"
-LABELS = {"app": "app (chat_core)", "gradio": "app (gradio_app.py)", "websockets": "websockets ref",
-          "seed": "seed design", "app-asgi": "app, ASGI sends", "app-asyncio": "app, asyncio + h11",
-          "app-json": "app, stdlib json"}
+LABELS = {
+    "app": "app (chat_core)",
+    "gradio": "app (gradio_app.py)",
+    "websockets": "websockets ref",
+    "seed": "seed design",
+    "app-asgi": "app, ASGI sends",
+    "app-asyncio": "app, asyncio + h11",
+    "app-json": "app, stdlib json",
+}
 
 
 APP_PATH = [ROOT]  # where `python -m chat_core` is imported from (run.py --app-path)
 
 
 def app_available() -> tuple[bool, str]:
-    r = subprocess.run([sys.executable, "-c", "import chat_core.web, chat_core.__main__"], cwd=APP_PATH[0],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-c", "import chat_core.web, chat_core.__main__"],
+        cwd=APP_PATH[0],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     return r.returncode == 0, (r.stderr.strip().splitlines() or [""])[-1]
 
 
@@ -201,11 +226,29 @@ def server_cmd(name: str, port: int, tmp: Path, max_seconds: float) -> list[str]
     if name == "gradio":
         return [sys.executable, "gradio_app.py", "--host", "127.0.0.1", "--port", str(port), "--db", db]
     if name in VARIANTS:
-        return [sys.executable, str(BENCH / "app_variant.py"), "--variant", name[len("app-"):],
-                "--host", "127.0.0.1", "--port", str(port), "--db", db]
+        return [
+            sys.executable,
+            str(BENCH / "app_variant.py"),
+            "--variant",
+            name[len("app-") :],
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--db",
+            db,
+        ]
     script = {"websockets": "ref_websockets.py", "seed": "ref_seed.py"}[name]
-    return [sys.executable, str(BENCH / script), "--host", "127.0.0.1", "--port", str(port),
-            "--max-seconds", str(int(max_seconds))]
+    return [
+        sys.executable,
+        str(BENCH / script),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--max-seconds",
+        str(int(max_seconds)),
+    ]
 
 
 class Server:
@@ -218,8 +261,14 @@ class Server:
         where = APP_PATH[0] if name in APPS else ROOT
         env["PYTHONPATH"] = str(where) + os.pathsep + env.get("PYTHONPATH", "")
         self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(pinned(cpus, server_cmd(name, self.port, tmp, max_seconds)), cwd=where,
-                                     env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            pinned(cpus, server_cmd(name, self.port, tmp, max_seconds)),
+            cwd=where,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         self.pid = self.proc.pid
         try:
             wait_port(self.port, 90, self.proc)
@@ -263,9 +312,15 @@ class Worker:
     def __init__(self, wid: int, cpus: str, max_seconds: float = 1800) -> None:
         self.wid = wid
         self.proc = subprocess.Popen(
-            pinned(cpus, [sys.executable, str(BENCH / "loadgen.py"), "--id", str(wid),
-                          "--max-seconds", str(int(max_seconds))]),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, text=True, bufsize=1,
+            pinned(
+                cpus,
+                [sys.executable, str(BENCH / "loadgen.py"), "--id", str(wid), "--max-seconds", str(int(max_seconds))],
+            ),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=None,
+            text=True,
+            bufsize=1,
         )
         self.pid = self.proc.pid
         self.answers: dict[int, dict] = {}
@@ -346,12 +401,12 @@ class Load:
 
     def all(self, cmd: str, wait_s: float = 120, **kw) -> list[dict]:
         ids = [w.submit(cmd, **kw) for w in self.workers]
-        return [w.wait(i, wait_s) for w, i in zip(self.workers, ids)]
+        return [w.wait(i, wait_s) for w, i in zip(self.workers, ids, strict=True)]
 
     def received(self) -> int:
         return sum(a["received"] for a in self.all("count", 30))
 
-    def collect(self, tmp: Path, tag: str) -> "Records":
+    def collect(self, tmp: Path, tag: str) -> Records:
         recs = Records()
         for w in self.workers:
             path = tmp / f"{tag}-w{w.wid}"
@@ -376,8 +431,11 @@ class Records:
     def add(self, path: Path) -> None:
         r = np.fromfile(str(path) + ".recv", dtype=np.int64).reshape(3, -1)
         s = np.fromfile(str(path) + ".sent", dtype=np.int64).reshape(2, -1)
-        self.r_key.append(r[0]); self.r_sent.append(r[1]); self.r_recv.append(r[2])
-        self.s_key.append(s[0]); self.s_sent.append(s[1])
+        self.r_key.append(r[0])
+        self.r_sent.append(r[1])
+        self.r_recv.append(r[2])
+        self.s_key.append(s[0])
+        self.s_sent.append(s[1])
         for suffix in (".recv", ".sent"):
             os.unlink(str(path) + suffix)
 
@@ -407,11 +465,15 @@ def analyse(recs: Records, w0: int, w1: int, receivers: int) -> dict:
     dur = (w1 - w0) / 1e9
     delivered_in_window = int(((r_recv >= w0) & (r_recv < w1)).sum())
     return {
-        "sent": sent, "expected": expected, "received": received,
-        "lost": max(0, expected - received), "dup": max(0, received - expected),
+        "sent": sent,
+        "expected": expected,
+        "received": received,
+        "lost": max(0, expected - received),
+        "dup": max(0, received - expected),
         "deliveries_per_s": delivered_in_window / dur if dur > 0 else float("nan"),
         "deliveries_in_window": delivered_in_window,
-        "p50_ms": rank(lat_ms, expected, 50), "p99_ms": rank(lat_ms, expected, 99),
+        "p50_ms": rank(lat_ms, expected, 50),
+        "p99_ms": rank(lat_ms, expected, 99),
         "max_ms": rank(lat_ms, expected, 100) if received >= expected else float("inf"),
         "mean_ms": float(lat_ms.mean()) if len(lat_ms) else float("nan"),
     }

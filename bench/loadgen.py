@@ -92,11 +92,25 @@ class Group:
 
 class Client(asyncio.Protocol):
     __slots__ = (
-        "w", "g", "name", "room", "sidx", "seq", "transport", "state", "hbuf", "buf",
-        "frag", "t_connect", "history", "record", "close_code", "port",
+        "w",
+        "g",
+        "name",
+        "room",
+        "sidx",
+        "seq",
+        "transport",
+        "state",
+        "hbuf",
+        "buf",
+        "frag",
+        "t_connect",
+        "history",
+        "record",
+        "close_code",
+        "port",
     )
 
-    def __init__(self, w: "Worker", g: Group, name: str, room: str, sidx: int, port: int) -> None:
+    def __init__(self, w: Worker, g: Group, name: str, room: str, sidx: int, port: int) -> None:
         self.w = w
         self.g = g
         self.name = name
@@ -321,11 +335,15 @@ class Worker:
             await asyncio.sleep(0.02)
         hist = [cl.history for cl in g.clients if cl.state >= JOINED]
         return {
-            "joined": g.welcomed, "failed": g.failed, "pending": count - g.welcomed - g.failed,
+            "joined": g.welcomed,
+            "failed": g.failed,
+            "pending": count - g.welcomed - g.failed,
             "fail_reasons": dict(g.fail_reasons),
             "join_ns": list(g.join_ns) if c.get("want_join_ns") else None,
-            "first_connect": g.first_connect, "last_welcome": g.last_welcome,
-            "history_min": min(hist, default=0), "history_max": max(hist, default=0),
+            "first_connect": g.first_connect,
+            "last_welcome": g.last_welcome,
+            "history_min": min(hist, default=0),
+            "history_max": max(hist, default=0),
         }
 
     async def _open(self, cl: Client, host: str, port: int, rcvbuf: int | None) -> None:
@@ -431,9 +449,12 @@ class Worker:
             for cl in g.clients:
                 states[cl.state] += 1
         return {
-            "open": states[JOINED] + states[JOINING], "closed": states[CLOSED],
-            "errors": dict(self.errors), "close_codes": dict(self.close_codes),
-            "other_frames": dict(self.other_frames), "bad_frames": self.bad_frames,
+            "open": states[JOINED] + states[JOINING],
+            "closed": states[CLOSED],
+            "errors": dict(self.errors),
+            "close_codes": dict(self.close_codes),
+            "other_frames": dict(self.other_frames),
+            "bad_frames": self.bad_frames,
         }
 
     async def c_close(self, c: dict) -> dict:

@@ -76,24 +76,49 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             if typ == "join":
                 if room is not None:
                     manager.disconnect(room, user_id)
-                    await manager.broadcast(room, {"type": "leave", "payload": {"user": username, "ts": time.time(), "room": room}})
+                    await manager.broadcast(
+                        room, {"type": "leave", "payload": {"user": username, "ts": time.time(), "room": room}}
+                    )
                 username = str(payload.get("user", "anonymous"))[:32]
                 room = str(payload.get("room", "lobby"))
                 for m in MESSAGE_HISTORY.get(room, []):
                     await websocket.send_text(json.dumps(m))
                 manager.connect(room, user_id, username, websocket)
                 users = sorted(manager.names[room].values())
-                await websocket.send_text(json.dumps({"type": "welcome", "payload": {
-                    "user": username, "room": room, "ts": time.time(), "users": users[:200],
-                    "online": len(users), "last_id": LAST_ID.get(room, 0), "gap": None, "token": ""}}))
-                await manager.broadcast(room, {"type": "join", "payload": {"user": username, "ts": time.time(), "room": room}}, exclude=user_id)
+                await websocket.send_text(
+                    json.dumps(
+                        {
+                            "type": "welcome",
+                            "payload": {
+                                "user": username,
+                                "room": room,
+                                "ts": time.time(),
+                                "users": users[:200],
+                                "online": len(users),
+                                "last_id": LAST_ID.get(room, 0),
+                                "gap": None,
+                                "token": "",
+                            },
+                        }
+                    )
+                )
+                await manager.broadcast(
+                    room,
+                    {"type": "join", "payload": {"user": username, "ts": time.time(), "room": room}},
+                    exclude=user_id,
+                )
             elif typ == "msg":
                 if room is None:
-                    await websocket.send_text(json.dumps({"type": "error", "code": "not_joined", "message": "join first"}))
+                    await websocket.send_text(
+                        json.dumps({"type": "error", "code": "not_joined", "message": "join first"})
+                    )
                     continue
                 text = payload.get("text", "")
                 LAST_ID[room] = LAST_ID.get(room, 0) + 1
-                message = {"type": "msg", "payload": {"user": username, "text": text, "ts": time.time(), "id": LAST_ID[room], "room": room}}
+                message = {
+                    "type": "msg",
+                    "payload": {"user": username, "text": text, "ts": time.time(), "id": LAST_ID[room], "room": room},
+                }
                 history = MESSAGE_HISTORY.setdefault(room, [])
                 history.append(message)
                 if len(history) > HISTORY_LIMIT:
@@ -102,13 +127,17 @@ async def websocket_endpoint(websocket: WebSocket) -> None:
             elif typ == "ping":
                 await websocket.send_text(json.dumps({"type": "pong", "ts": time.time()}))
             else:
-                await websocket.send_text(json.dumps({"type": "error", "code": "unknown_type", "message": "unknown type"}))
+                await websocket.send_text(
+                    json.dumps({"type": "error", "code": "unknown_type", "message": "unknown type"})
+                )
     except WebSocketDisconnect:
         pass
     finally:
         if room is not None:
             manager.disconnect(room, user_id)
-            await manager.broadcast(room, {"type": "leave", "payload": {"user": username, "ts": time.time(), "room": room}})
+            await manager.broadcast(
+                room, {"type": "leave", "payload": {"user": username, "ts": time.time(), "room": room}}
+            )
 
 
 if __name__ == "__main__":

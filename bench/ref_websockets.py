@@ -77,10 +77,20 @@ class Room:
         joined, left = self.joined, self.left
         self.joined, self.left = [], []
         more = max(0, len(joined) - SHOWN_CHANGES) + max(0, len(left) - SHOWN_CHANGES)
-        broadcast(self.members, frame("presence", {
-            "room": self.name, "online": len(self.members), "joined": joined[:SHOWN_CHANGES],
-            "left": left[:SHOWN_CHANGES], "more": more, "ts": time.time(),
-        }))
+        broadcast(
+            self.members,
+            frame(
+                "presence",
+                {
+                    "room": self.name,
+                    "online": len(self.members),
+                    "joined": joined[:SHOWN_CHANGES],
+                    "left": left[:SHOWN_CHANGES],
+                    "more": more,
+                    "ts": time.time(),
+                },
+            ),
+        )
 
 
 rooms: dict[str, Room] = {}
@@ -129,8 +139,9 @@ async def handler(conn: ServerConnection) -> None:
                     await conn.send(error("text_too_long", f"Message is longer than {MAX_TEXT} characters."))
                 else:
                     room.last_id += 1
-                    out = frame("msg", {"user": user, "text": text, "ts": time.time(),
-                                        "id": room.last_id, "room": room.name})
+                    out = frame(
+                        "msg", {"user": user, "text": text, "ts": time.time(), "id": room.last_id, "room": room.name}
+                    )
                     room.history.append(out)
                     broadcast(room.members, out)
             elif typ == "join":
@@ -156,10 +167,21 @@ async def handler(conn: ServerConnection) -> None:
                     await conn.send(h)
                 room.members[conn] = user
                 bisect.insort(room.names, user)
-                await conn.send(frame("welcome", {
-                    "user": user, "room": room.name, "ts": time.time(), "users": room.names[:USERS_SHOWN],
-                    "online": len(room.members), "last_id": room.last_id, "gap": None, "token": "",
-                }))
+                await conn.send(
+                    frame(
+                        "welcome",
+                        {
+                            "user": user,
+                            "room": room.name,
+                            "ts": time.time(),
+                            "users": room.names[:USERS_SHOWN],
+                            "online": len(room.members),
+                            "last_id": room.last_id,
+                            "gap": None,
+                            "token": "",
+                        },
+                    )
+                )
                 room.notice("join", user, conn)
             elif typ == "ping":
                 await conn.send(dumps({"type": "pong", "ts": time.time()}).decode())
@@ -186,8 +208,15 @@ async def outbox_guard(limit: int) -> None:
 async def main(a: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     loop.call_later(a.max_seconds, os._exit, 3)
-    async with serve(handler, a.host, a.port, max_size=65536, backlog=2048, close_timeout=2,
-                     compression=None if a.no_deflate else "deflate"):
+    async with serve(
+        handler,
+        a.host,
+        a.port,
+        max_size=65536,
+        backlog=2048,
+        close_timeout=2,
+        compression=None if a.no_deflate else "deflate",
+    ):
         guard = loop.create_task(outbox_guard(a.outbox_bytes))
         try:
             await asyncio.Future()

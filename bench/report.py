@@ -12,8 +12,7 @@ from harness import LABELS, REFERENCE
 
 BLOCKS = {  # the generated parts of docs/benchmarks.md
     "bench": ("<!-- bench:begin (written by `python bench/run.py --md`) -->", "<!-- bench:end -->"),
-    "ablation": ("<!-- ablation:begin (written by `python bench/run.py --ablation --md`) -->",
-                 "<!-- ablation:end -->"),
+    "ablation": ("<!-- ablation:begin (written by `python bench/run.py --ablation --md`) -->", "<!-- ablation:end -->"),
 }
 
 
@@ -23,8 +22,11 @@ def med(values):
 
 
 def per_run(results: dict, scenario: str, server: str) -> list[dict]:
-    return [r[scenario][server] for r in results["runs"]
-            if scenario in r and server in r[scenario] and "error" not in r[scenario][server]]
+    return [
+        r[scenario][server]
+        for r in results["runs"]
+        if scenario in r and server in r[scenario] and "error" not in r[scenario][server]
+    ]
 
 
 def metric(results: dict, scenario: str, server: str, key: str) -> float:
@@ -97,8 +99,11 @@ def fx3(v):
 
 
 def errors_of(results, scenario, server) -> str:
-    msgs = [r[scenario][server]["error"] for r in results["runs"]
-            if scenario in r and server in r[scenario] and "error" in r[scenario][server]]
+    msgs = [
+        r[scenario][server]["error"]
+        for r in results["runs"]
+        if scenario in r and server in r[scenario] and "error" in r[scenario][server]
+    ]
     return msgs[0] if msgs else ""
 
 
@@ -117,8 +122,10 @@ def noise(results: dict, scenario: str) -> str:
     vals = [v for v in vals if v == v]  # no reading (nan) in --quick
     if not vals:
         return ""
-    return (f"Other programs on the machine during these measurements: median {med(vals):.0f}% of one CPU "
-            f"(max {max(vals):.0f}%).\n")
+    return (
+        f"Other programs on the machine during these measurements: median {med(vals):.0f}% of one CPU "
+        f"(max {max(vals):.0f}%).\n"
+    )
 
 
 def tables(results: dict) -> str:
@@ -133,90 +140,124 @@ def tables(results: dict) -> str:
 
     if "busy" in scen:
         d = cfg["rate"] * cfg["clients"]
-        out += [f"### Busy room — {cfg['clients']} clients, {cfg['senders']} senders, {f(cfg['rate'], 0)} msg/s "
-                f"({f(d, 0)} deliveries/s offered), {f(cfg['duration'], 0)} s ({note})", "",
-                "| server | deliveries/s | p50 ms | p99 ms | max ms | server CPU µs/delivery | vs ref | server CPU % "
-                "| RSS KB/conn | lost | load-gen CPU % |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"### Busy room — {cfg['clients']} clients, {cfg['senders']} senders, {f(cfg['rate'], 0)} msg/s "
+            f"({f(d, 0)} deliveries/s offered), {f(cfg['duration'], 0)} s ({note})",
+            "",
+            "| server | deliveries/s | p50 ms | p99 ms | max ms | server CPU µs/delivery | vs ref | server CPU % "
+            "| RSS KB/conn | lost | load-gen CPU % |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for s in servers:
             if errors_of(results, "busy", s) and not per_run(results, "busy", s):
                 out.append(f"| {LABELS[s]} | error: {errors_of(results, 'busy', s)} |||||||||| ")
                 continue
-            out.append(f"| {LABELS[s]} | {f(m('busy', s, 'deliveries_per_s'), 0)} | {f(m('busy', s, 'p50_ms'))} "
-                       f"| {f(m('busy', s, 'p99_ms'))} | {f(m('busy', s, 'max_ms'))} "
-                       f"| {f(m('busy', s, 'cpu_us_per_delivery'), 2)} | {fx(ratio(results, 'busy', s, 'cpu_us_per_delivery'))} "
-                       f"| {f(m('busy', s, 'server_cpu_pct'), 0)} | {f(m('busy', s, 'rss_per_conn_kb'))} "
-                       f"| {f(m('busy', s, 'lost'), 0)} | {f(m('busy', s, 'gen_cpu_pct'), 0)} |")
+            out.append(
+                f"| {LABELS[s]} | {f(m('busy', s, 'deliveries_per_s'), 0)} | {f(m('busy', s, 'p50_ms'))} "
+                f"| {f(m('busy', s, 'p99_ms'))} | {f(m('busy', s, 'max_ms'))} "
+                f"| {f(m('busy', s, 'cpu_us_per_delivery'), 2)} "
+                f"| {fx(ratio(results, 'busy', s, 'cpu_us_per_delivery'))} "
+                f"| {f(m('busy', s, 'server_cpu_pct'), 0)} | {f(m('busy', s, 'rss_per_conn_kb'))} "
+                f"| {f(m('busy', s, 'lost'), 0)} | {f(m('busy', s, 'gen_cpu_pct'), 0)} |"
+            )
         out.append(noise(results, "busy"))
         out.append("")
 
     if "saturation" in scen:
-        out += [f"### Saturation — {cfg['clients']} clients, {cfg['senders']} senders, rate rising in steps of "
-                f"{f(cfg['sat_duration'], 1)} s ({note})", "",
-                "| server | highest step with p99 < 100 ms (deliveries/s) | where p99 crosses 100 ms (interpolated) "
-                "| vs ref | server CPU % at that step | load-gen CPU % there | CPU µs/delivery there |",
-                "|---|---|---|---|---|---|---|"]
+        out += [
+            f"### Saturation — {cfg['clients']} clients, {cfg['senders']} senders, rate rising in steps of "
+            f"{f(cfg['sat_duration'], 1)} s ({note})",
+            "",
+            "| server | highest step with p99 < 100 ms (deliveries/s) | where p99 crosses 100 ms (interpolated) "
+            "| vs ref | server CPU % at that step | load-gen CPU % there | CPU µs/delivery there |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for s in servers:
             best = []
             for r in per_run(results, "saturation", s):
                 st = [x for x in r["steps"] if x["offered_per_s"] == r["max_rate_per_s"]]
                 best.append(st[0]["cpu_us_per_delivery"] if st else float("nan"))
-            out.append(f"| {LABELS[s]} | {f(m('saturation', s, 'max_rate_per_s'), 0)} "
-                       f"| {f(knee_of(results, s), 0)} | {fx(knee_ratio(results, s))} "
-                       f"| {f(m('saturation', s, 'server_cpu_pct_at_max'), 0)} "
-                       f"| {f(m('saturation', s, 'gen_cpu_pct_at_max'), 0)} | {f(med(best), 2)} |")
+            out.append(
+                f"| {LABELS[s]} | {f(m('saturation', s, 'max_rate_per_s'), 0)} "
+                f"| {f(knee_of(results, s), 0)} | {fx(knee_ratio(results, s))} "
+                f"| {f(m('saturation', s, 'server_cpu_pct_at_max'), 0)} "
+                f"| {f(m('saturation', s, 'gen_cpu_pct_at_max'), 0)} | {f(med(best), 2)} |"
+            )
         out += ["", "Steps (last run): offered deliveries/s → p99 ms (server CPU %, load-gen CPU %)", ""]
         last = results["runs"][-1].get("saturation", {})
         for s in servers:
             r = last.get(s, {})
-            steps = ", ".join(f"{f(x['offered_per_s'], 0)} → {f(x['p99_ms'])} ({f(x['server_cpu_pct'], 0)}%, "
-                              f"{f(x['gen_cpu_pct'], 0)}%)" for x in r.get("steps", []))
+            steps = ", ".join(
+                f"{f(x['offered_per_s'], 0)} → {f(x['p99_ms'])} ({f(x['server_cpu_pct'], 0)}%, "
+                f"{f(x['gen_cpu_pct'], 0)}%)"
+                for x in r.get("steps", [])
+            )
             out.append(f"- {LABELS[s]}: {steps or r.get('error', '–')}")
         out.append(noise(results, "saturation"))
         out.append("")
 
     if "crowd" in scen:
-        out += [f"### Crowd — {f(cfg['crowd'])} clients join one room at {f(cfg['crowd_join_rate'], 0)}/s, then "
-                f"{cfg['crowd_messages']} message(s) to all ({note})", "",
-                "| server | joined | join time s | RSS KB/conn | vs ref | server CPU µs/join | message p50 ms | p99 ms "
-                "| max ms | lost |", "|---|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"### Crowd — {f(cfg['crowd'])} clients join one room at {f(cfg['crowd_join_rate'], 0)}/s, then "
+            f"{cfg['crowd_messages']} message(s) to all ({note})",
+            "",
+            "| server | joined | join time s | RSS KB/conn | vs ref | server CPU µs/join | message p50 ms | p99 ms "
+            "| max ms | lost |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for s in servers:
-            out.append(f"| {LABELS[s]} | {f(m('crowd', s, 'joined'), 0)} | {f(m('crowd', s, 'join_s'))} "
-                       f"| {f(m('crowd', s, 'rss_per_conn_kb'))} | {fx(ratio(results, 'crowd', s, 'rss_per_conn_kb'))} "
-                       f"| {f(m('crowd', s, 'join_cpu_us_per_join'), 0)} | {f(m('crowd', s, 'p50_ms'))} "
-                       f"| {f(m('crowd', s, 'p99_ms'))} | {f(m('crowd', s, 'max_ms'))} | {f(m('crowd', s, 'lost'), 0)} |")
+            out.append(
+                f"| {LABELS[s]} | {f(m('crowd', s, 'joined'), 0)} | {f(m('crowd', s, 'join_s'))} "
+                f"| {f(m('crowd', s, 'rss_per_conn_kb'))} | {fx(ratio(results, 'crowd', s, 'rss_per_conn_kb'))} "
+                f"| {f(m('crowd', s, 'join_cpu_us_per_join'), 0)} | {f(m('crowd', s, 'p50_ms'))} "
+                f"| {f(m('crowd', s, 'p99_ms'))} | {f(m('crowd', s, 'max_ms'))} | {f(m('crowd', s, 'lost'), 0)} |"
+            )
         out.append(noise(results, "crowd"))
         out.append("")
 
     if "stalled" in scen:
-        out += [f"### Stalled readers — busy room, {cfg['stalled']} of {cfg['clients']} clients stop reading "
-                f"({cfg['stall_rcvbuf']} B receive buffer), {f(cfg['stall_duration'], 0)} s ({note})", "",
-                "| server | others' p50 ms | p99 ms | max ms | p99 vs own busy room | server RSS growth KB "
-                "| kernel send queue KB (largest socket) | stalled closed by server | close codes | server conns after | lost |",
-                "|---|---|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"### Stalled readers — busy room, {cfg['stalled']} of {cfg['clients']} clients stop reading "
+            f"({cfg['stall_rcvbuf']} B receive buffer), {f(cfg['stall_duration'], 0)} s ({note})",
+            "",
+            "| server | others' p50 ms | p99 ms | max ms | p99 vs own busy room | server RSS growth KB "
+            "| kernel send queue KB (largest socket) | stalled closed by server | close codes "
+            "| server conns after | lost |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for s in servers:
             runs = per_run(results, "stalled", s)
             codes = runs[-1].get("stalled_close_codes", []) if runs else []
-            out.append(f"| {LABELS[s]} | {f(m('stalled', s, 'p50_ms'))} | {f(m('stalled', s, 'p99_ms'))} "
-                       f"| {f(m('stalled', s, 'max_ms'))} | {fx(stall_vs_busy(results, s))} "
-                       f"| {f(m('stalled', s, 'rss_growth_kb'), 0)} | {f(m('stalled', s, 'kernel_sendq_kb'), 0)} "
-                       f"({f(m('stalled', s, 'kernel_sendq_max_kb'), 0)}) | {f(m('stalled', s, 'stalled_closed'), 0)} "
-                       f"| {' '.join(codes) or '–'} | {f(m('stalled', s, 'server_conns_after'), 0)} "
-                       f"| {f(m('stalled', s, 'lost'), 0)} |")
+            out.append(
+                f"| {LABELS[s]} | {f(m('stalled', s, 'p50_ms'))} | {f(m('stalled', s, 'p99_ms'))} "
+                f"| {f(m('stalled', s, 'max_ms'))} | {fx(stall_vs_busy(results, s))} "
+                f"| {f(m('stalled', s, 'rss_growth_kb'), 0)} | {f(m('stalled', s, 'kernel_sendq_kb'), 0)} "
+                f"({f(m('stalled', s, 'kernel_sendq_max_kb'), 0)}) | {f(m('stalled', s, 'stalled_closed'), 0)} "
+                f"| {' '.join(codes) or '–'} | {f(m('stalled', s, 'server_conns_after'), 0)} "
+                f"| {f(m('stalled', s, 'lost'), 0)} |"
+            )
         out.append(noise(results, "stalled"))
         out.append("")
 
     if "join_history" in scen:
-        out += [f"### Join with history — {f(cfg['hist_join_rate'], 0)} joins/s for {f(cfg['hist_duration'], 0)} s "
-                f"into a room holding {cfg['history']} messages, each joiner staying {cfg['hist_hold']} s ({note})", "",
-                "| server | joins | failed | connect→welcome p50 ms | p99 ms | max ms | vs ref (p99) | history msgs per join "
-                "| server CPU µs/join |", "|---|---|---|---|---|---|---|---|---|"]
+        out += [
+            f"### Join with history — {f(cfg['hist_join_rate'], 0)} joins/s for {f(cfg['hist_duration'], 0)} s "
+            f"into a room holding {cfg['history']} messages, each joiner staying {cfg['hist_hold']} s ({note})",
+            "",
+            "| server | joins | failed | connect→welcome p50 ms | p99 ms | max ms | vs ref (p99) "
+            "| history msgs per join "
+            "| server CPU µs/join |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
         for s in servers:
             runs = per_run(results, "join_history", s)
             hist = f"{runs[-1]['history_min']}–{runs[-1]['history_max']}" if runs else "–"
-            out.append(f"| {LABELS[s]} | {f(m('join_history', s, 'joins'), 0)} | {f(m('join_history', s, 'failed'), 0)} "
-                       f"| {f(m('join_history', s, 'p50_ms'), 2)} | {f(m('join_history', s, 'p99_ms'), 2)} "
-                       f"| {f(m('join_history', s, 'max_ms'), 2)} | {fx(ratio(results, 'join_history', s, 'p99_ms'))} "
-                       f"| {hist} | {f(m('join_history', s, 'cpu_us_per_join'), 0)} |")
+            out.append(
+                f"| {LABELS[s]} | {f(m('join_history', s, 'joins'), 0)} | {f(m('join_history', s, 'failed'), 0)} "
+                f"| {f(m('join_history', s, 'p50_ms'), 2)} | {f(m('join_history', s, 'p99_ms'), 2)} "
+                f"| {f(m('join_history', s, 'max_ms'), 2)} | {fx(ratio(results, 'join_history', s, 'p99_ms'))} "
+                f"| {hist} | {f(m('join_history', s, 'cpu_us_per_join'), 0)} |"
+            )
         out.append(noise(results, "join_history"))
         out.append("")
 
@@ -240,42 +281,80 @@ def targets(results: dict, who: str = "app") -> str:
 
     if "busy" in scen:
         r = ratio(results, "busy", who, "cpu_us_per_delivery")
-        row("busy room", "server CPU per delivery ≤ 1.25× websockets ref",
-            f"{fx3(r)} ({f(m('busy', 'cpu_us_per_delivery'), 2)} vs {f(metric(results, 'busy', REFERENCE, 'cpu_us_per_delivery'), 2)} µs)",
-            r <= 1.25)
+        row(
+            "busy room",
+            "server CPU per delivery ≤ 1.25× websockets ref",
+            f"{fx3(r)} ({f(m('busy', 'cpu_us_per_delivery'), 2)} "
+            f"vs {f(metric(results, 'busy', REFERENCE, 'cpu_us_per_delivery'), 2)} µs)",
+            r <= 1.25,
+        )
         row("busy room", "p99 ≤ 25 ms", f(m("busy", "p99_ms"), 1, " ms"), m("busy", "p99_ms") <= 25)
         row("busy room", "nothing lost", f(m("busy", "lost"), 0), m("busy", "lost") == 0)
     if "saturation" in scen:
         r = knee_ratio(results, who)
-        per = [f"{_knee(a[ 'saturation'][who]) / _knee(a['saturation'][REFERENCE]):.2f}" for a in results["runs"]
-               if "steps" in a.get("saturation", {}).get(who, {}) and "steps" in a.get("saturation", {}).get(REFERENCE, {})
-               and _knee(a["saturation"][REFERENCE]) > 0]
-        row("saturation", "highest rate with p99 < 100 ms ≥ 0.8× ref",
-            f"{fx3(r)} (interpolated knee; per run {', '.join(per)})", r >= 0.8)
+        per = [
+            f"{_knee(a['saturation'][who]) / _knee(a['saturation'][REFERENCE]):.2f}"
+            for a in results["runs"]
+            if "steps" in a.get("saturation", {}).get(who, {})
+            and "steps" in a.get("saturation", {}).get(REFERENCE, {})
+            and _knee(a["saturation"][REFERENCE]) > 0
+        ]
+        row(
+            "saturation",
+            "highest rate with p99 < 100 ms ≥ 0.8× ref",
+            f"{fx3(r)} (interpolated knee; per run {', '.join(per)})",
+            r >= 0.8,
+        )
     if "crowd" in scen:
         n = meta["config"]["crowd"]
         ok = med(float(x.get("joined_in_time", False)) for x in per_run(results, "crowd", who)) >= 1
-        row("crowd", f"all {n:,} joined within {meta['config']['crowd_deadline']:.0f} s",
-            f"{f(m('crowd', 'joined'), 0)} in {f(m('crowd', 'join_s'))} s", ok)
-        row("crowd", "RSS ≤ 16 KB per connection", f(m("crowd", "rss_per_conn_kb"), 1, " KB"),
-            m("crowd", "rss_per_conn_kb") <= 16)
-        row("crowd", "one message reaches all, p99 ≤ 300 ms",
+        row(
+            "crowd",
+            f"all {n:,} joined within {meta['config']['crowd_deadline']:.0f} s",
+            f"{f(m('crowd', 'joined'), 0)} in {f(m('crowd', 'join_s'))} s",
+            ok,
+        )
+        row(
+            "crowd",
+            "RSS ≤ 16 KB per connection",
+            f(m("crowd", "rss_per_conn_kb"), 1, " KB"),
+            m("crowd", "rss_per_conn_kb") <= 16,
+        )
+        row(
+            "crowd",
+            "one message reaches all, p99 ≤ 300 ms",
             f"{f(m('crowd', 'p99_ms'), 1, ' ms')}, lost {f(m('crowd', 'lost'), 0)}",
-            m("crowd", "p99_ms") <= 300 and m("crowd", "lost") == 0)
+            m("crowd", "p99_ms") <= 300 and m("crowd", "lost") == 0,
+        )
     if "stalled" in scen:
         r = stall_vs_busy(results, who)
-        row("stalled readers", "others' p99 ≤ 1.2× busy room", f"{fx3(r)} ({f(m('stalled', 'p99_ms'))} vs "
-            f"{f(m('busy', 'p99_ms'))} ms)", r <= 1.2)
+        row(
+            "stalled readers",
+            "others' p99 ≤ 1.2× busy room",
+            f"{fx3(r)} ({f(m('stalled', 'p99_ms'))} vs {f(m('busy', 'p99_ms'))} ms)",
+            r <= 1.2,
+        )
         closed = m("stalled", "stalled_closed")
-        row("stalled readers", "memory bounded (stalled clients closed)",
+        row(
+            "stalled readers",
+            "memory bounded (stalled clients closed)",
             f"{f(closed, 0)} of {meta['config']['stalled']} closed; RSS +{f(m('stalled', 'rss_growth_kb'), 0)} KB, "
             f"kernel send queues {f(m('stalled', 'kernel_sendq_kb'), 0)} KB",
-            closed >= meta["config"]["stalled"])
+            closed >= meta["config"]["stalled"],
+        )
     if "join_history" in scen:
-        row("join with history", "connect→welcome p50 ≤ 5 ms", f(m("join_history", "p50_ms"), 2, " ms"),
-            m("join_history", "p50_ms") <= 5)
-        row("join with history", "connect→welcome p99 ≤ 20 ms", f(m("join_history", "p99_ms"), 2, " ms"),
-            m("join_history", "p99_ms") <= 20)
+        row(
+            "join with history",
+            "connect→welcome p50 ≤ 5 ms",
+            f(m("join_history", "p50_ms"), 2, " ms"),
+            m("join_history", "p50_ms") <= 5,
+        )
+        row(
+            "join with history",
+            "connect→welcome p99 ≤ 20 ms",
+            f(m("join_history", "p99_ms"), 2, " ms"),
+            m("join_history", "p99_ms") <= 20,
+        )
     head = [f"### Targets — {LABELS[who]}", "", "| scenario | target | measured | |", "|---|---|---|---|"]
     return "\n".join(head + rows) + "\n"
 
@@ -302,17 +381,18 @@ def floor_line(results: dict) -> str:
     fl = results.get("floor") or {}
     if "total_us" not in fl:
         return ""
-    return (f"Kernel floor (bench/floor.py, same machine, same run): one plain `send()` of a ready-made frame per "
-            f"delivery to {results['meta']['config']['clients']} loopback sockets costs {fl['user_us']:.1f} µs user + "
-            f"{fl['kernel_us']:.1f} µs kernel in the sender + {fl['softirq_us']:.1f} µs softirq on the server CPU = "
-            f"**{fl['total_us']:.1f} µs per delivery with no WebSocket or chat code**: one CPU tops out near "
-            f"{fl['max_per_s']:,.0f} deliveries/s, and the busy room's {fl['per_s']:,.0f}/s takes "
-            f"{fl['total_us'] * fl['per_s'] / 1e4:.0f}% of it.\n")
+    return (
+        f"Kernel floor (bench/floor.py, same machine, same run): one plain `send()` of a ready-made frame per "
+        f"delivery to {results['meta']['config']['clients']} loopback sockets costs {fl['user_us']:.1f} µs user + "
+        f"{fl['kernel_us']:.1f} µs kernel in the sender + {fl['softirq_us']:.1f} µs softirq on the server CPU = "
+        f"**{fl['total_us']:.1f} µs per delivery with no WebSocket or chat code**: one CPU tops out near "
+        f"{fl['max_per_s']:,.0f} deliveries/s, and the busy room's {fl['per_s']:,.0f}/s takes "
+        f"{fl['total_us'] * fl['per_s'] / 1e4:.0f}% of it.\n"
+    )
 
 
 def markdown(results: dict, plot_rel: str | None) -> str:
-    parts = [header(results), floor_line(results), targets(results, "app"), targets(results, "gradio"),
-             tables(results)]
+    parts = [header(results), floor_line(results), targets(results, "app"), targets(results, "gradio"), tables(results)]
     if plot_rel:
         parts.append(f"![latency against offered rate]({plot_rel})\n")
     return "\n".join(p for p in parts if p)
@@ -329,16 +409,20 @@ def ablation(results: dict) -> str:
         head.append(" crowd: CPU µs/join | vs app | joined in s | RSS KB/conn | message p99 ms |")
     rows = ["".join(head), "|" + "---|" * "".join(head).count(" |")]
     for s in servers:
-        m = lambda sc, k: metric(results, sc, s, k)  # noqa: E731
+        m = lambda sc, k, s=s: metric(results, sc, s, k)  # noqa: E731
         row = f"| {LABELS[s]} | {what.get(s, '')} |"
         if "busy" in scen:
-            row += (f" {f(m('busy', 'cpu_us_per_delivery'), 2)} | "
-                    f"{fx(ratio(results, 'busy', s, 'cpu_us_per_delivery', ref='app'))} | "
-                    f"{fx(ratio(results, 'busy', s, 'cpu_us_per_delivery'))} | {f(m('busy', 'p99_ms'))} |")
+            row += (
+                f" {f(m('busy', 'cpu_us_per_delivery'), 2)} | "
+                f"{fx(ratio(results, 'busy', s, 'cpu_us_per_delivery', ref='app'))} | "
+                f"{fx(ratio(results, 'busy', s, 'cpu_us_per_delivery'))} | {f(m('busy', 'p99_ms'))} |"
+            )
         if "crowd" in scen:
-            row += (f" {f(m('crowd', 'join_cpu_us_per_join'), 0)} | "
-                    f"{fx(ratio(results, 'crowd', s, 'join_cpu_us_per_join', ref='app'))} | "
-                    f"{f(m('crowd', 'join_s'))} | {f(m('crowd', 'rss_per_conn_kb'))} | {f(m('crowd', 'p99_ms'))} |")
+            row += (
+                f" {f(m('crowd', 'join_cpu_us_per_join'), 0)} | "
+                f"{fx(ratio(results, 'crowd', s, 'join_cpu_us_per_join', ref='app'))} | "
+                f"{f(m('crowd', 'join_s'))} | {f(m('crowd', 'rss_per_conn_kb'))} | {f(m('crowd', 'p99_ms'))} |"
+            )
         rows.append(row)
     return "\n".join([header(results), "\n".join(rows), ""])
 
@@ -383,8 +467,11 @@ def plot(results: dict, path: Path) -> None:
     ax.set_xlabel("offered deliveries per second (messages/s × clients)")
     ax.set_ylabel("send → receive latency, ms (log)")
     cfg = results["meta"]["config"]
-    ax.set_title(f"Fan-out latency vs offered rate — {cfg['clients']} clients in one room "
-                 f"(median of {len(results['runs'])} runs)", fontsize=10)
+    ax.set_title(
+        f"Fan-out latency vs offered rate — {cfg['clients']} clients in one room "
+        f"(median of {len(results['runs'])} runs)",
+        fontsize=10,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()

@@ -41,13 +41,10 @@ import time
 import traceback
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import harness  # noqa: E402
-import report  # noqa: E402
-from harness import (APPS, LABELS, REFERENCE, ROOT, SERVER_NAMES, VARIANTS, Server, app_available,  # noqa: E402
-                     cpu_plan, wait_quiet)
-from scenarios import QUICK, SCENARIOS, Config, Ctx  # noqa: E402
+import harness  # bench/, next to this file (the script's directory is on sys.path)
+import report
+from harness import APPS, LABELS, REFERENCE, ROOT, SERVER_NAMES, VARIANTS, Server, app_available, cpu_plan, wait_quiet
+from scenarios import QUICK, SCENARIOS, Config, Ctx
 
 
 def machine() -> str:
@@ -63,8 +60,9 @@ def machine() -> str:
         mem = int(open("/proc/meminfo").readline().split()[1]) / 1024 / 1024
     except (OSError, ValueError, IndexError):
         mem = float("nan")
-    return (f"{os.cpu_count()} × {model}, {mem:.0f} GiB RAM, Linux {platform.release()}, "
-            f"Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} × {model}, {mem:.0f} GiB RAM, Linux {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def versions() -> str:
@@ -91,23 +89,31 @@ def brief(sc: str, res: dict) -> str:
     g = lambda k, d=1: report.f(res.get(k), d)  # noqa: E731
     if sc in ("busy", "stalled"):
         extra = f" closed {res.get('stalled_closed')}" if sc == "stalled" else ""
-        return (f"{g('deliveries_per_s', 0)}/s p50 {g('p50_ms')} p99 {g('p99_ms')} max {g('max_ms')} ms, "
-                f"{g('cpu_us_per_delivery', 2)} µs/deliv, srv {g('server_cpu_pct', 0)}% gen {g('gen_cpu_pct', 0)}%, "
-                f"lost {res.get('lost')}{extra}; core {g('server_core_busy_pct', 0)}% other {g('other_cpu_pct', 0)}%")
+        return (
+            f"{g('deliveries_per_s', 0)}/s p50 {g('p50_ms')} p99 {g('p99_ms')} max {g('max_ms')} ms, "
+            f"{g('cpu_us_per_delivery', 2)} µs/deliv, srv {g('server_cpu_pct', 0)}% gen {g('gen_cpu_pct', 0)}%, "
+            f"lost {res.get('lost')}{extra}; core {g('server_core_busy_pct', 0)}% other {g('other_cpu_pct', 0)}%"
+        )
     if sc == "saturation":
-        return (f"max {g('max_rate_per_s', 0)}/s with p99<100ms; steps " +
-                " ".join(f"{s['offered_per_s']:.0f}:{report.f(s['p99_ms'])}" for s in res["steps"]))
+        return f"max {g('max_rate_per_s', 0)}/s with p99<100ms; steps " + " ".join(
+            f"{s['offered_per_s']:.0f}:{report.f(s['p99_ms'])}" for s in res["steps"]
+        )
     if sc == "crowd":
-        return (f"joined {res.get('joined')} in {g('join_s')} s, {g('rss_per_conn_kb')} KB/conn, "
-                f"msg p50 {g('p50_ms')} p99 {g('p99_ms')} ms lost {res.get('lost')}")
+        return (
+            f"joined {res.get('joined')} in {g('join_s')} s, {g('rss_per_conn_kb')} KB/conn, "
+            f"msg p50 {g('p50_ms')} p99 {g('p99_ms')} ms lost {res.get('lost')}"
+        )
     if sc == "join_history":
-        return (f"{res.get('joined')}/{res.get('joins')} p50 {g('p50_ms', 2)} p99 {g('p99_ms', 2)} "
-                f"max {g('max_ms', 2)} ms, history {res.get('history_min')}-{res.get('history_max')}")
+        return (
+            f"{res.get('joined')}/{res.get('joins')} p50 {g('p50_ms', 2)} p99 {g('p99_ms', 2)} "
+            f"max {g('max_ms', 2)} ms, history {res.get('history_min')}-{res.get('history_max')}"
+        )
     return ""
 
 
-def measure(a: argparse.Namespace, sc: str, s: str, run: int, runs: int, cfg: Config, plan, tmp: Path,
-            server: Server | None) -> dict:
+def measure(
+    a: argparse.Namespace, sc: str, s: str, run: int, runs: int, cfg: Config, plan, tmp: Path, server: Server | None
+) -> dict:
     """One scenario on one server: a fresh server unless one is shared (--quick)."""
     shared = server is not None
     t0 = time.monotonic()
@@ -115,8 +121,17 @@ def measure(a: argparse.Namespace, sc: str, s: str, run: int, runs: int, cfg: Co
         if server is None:
             server = Server(s, plan.server, tmp)
         background = float("nan") if a.quick else wait_quiet(a.quiet_wait)
-        ctx = Ctx(server, cfg, plan.load, tmp, room=f"{sc.replace('_', '-')}-{run}", tag=f"{sc}-{s}-{run}",
-                  server_cpu=plan.server, noise_limit=a.noise_limit, noise_retries=0 if a.quick else a.noise_retries)
+        ctx = Ctx(
+            server,
+            cfg,
+            plan.load,
+            tmp,
+            room=f"{sc.replace('_', '-')}-{run}",
+            tag=f"{sc}-{s}-{run}",
+            server_cpu=plan.server,
+            noise_limit=a.noise_limit,
+            noise_retries=0 if a.quick else a.noise_retries,
+        )
         res = SCENARIOS[sc](ctx)
         res["background_cpu_pct"] = background
         if not server.alive():
@@ -128,40 +143,77 @@ def measure(a: argparse.Namespace, sc: str, s: str, run: int, runs: int, cfg: Co
         if server is not None and not shared:
             server.stop()
     res["wall_s"] = time.monotonic() - t0
-    print(f"run {run + 1}/{runs} {sc:<12} {LABELS[s]:<16} {res['wall_s']:5.1f}s  {brief(sc, res)}",
-          file=sys.stderr, flush=True)
+    print(
+        f"run {run + 1}/{runs} {sc:<12} {LABELS[s]:<16} {res['wall_s']:5.1f}s  {brief(sc, res)}",
+        file=sys.stderr,
+        flush=True,
+    )
     return res
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="short smoke run (< 1 minute), 1 run, small loads")
-    ap.add_argument("--scenario", action="append", choices=list(SCENARIOS),
-                    help="run only this scenario (repeatable); default: all")
-    ap.add_argument("--servers", default=None,
-                    help=f"comma list of {','.join(SERVER_NAMES)} (default: all; app skipped if not importable)")
+    ap.add_argument(
+        "--scenario", action="append", choices=list(SCENARIOS), help="run only this scenario (repeatable); default: all"
+    )
+    ap.add_argument(
+        "--servers",
+        default=None,
+        help=f"comma list of {','.join(SERVER_NAMES)} (default: all; app skipped if not importable)",
+    )
     ap.add_argument("--runs", type=int, default=None, help="runs per scenario; the median is reported (default 3)")
     ap.add_argument("--plot", type=Path, default=None, help="write the latency-vs-rate PNG here")
     ap.add_argument("--md", type=Path, default=None, help="write the tables into this markdown file")
-    ap.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "latest.json",
-                    help="raw results (default bench/results/latest.json)")
-    ap.add_argument("--quiet-wait", type=float, default=30.0,
-                    help="before each measurement, wait up to this many seconds for other programs to go quiet")
-    ap.add_argument("--app-path", type=Path, default=None,
-                    help="directory to import chat_core from (default: this checkout), e.g. to compare a branch")
-    ap.add_argument("--noise-limit", type=float, default=25.0,
-                    help="a measurement during which other programs used more than this %% of a CPU is repeated")
+    ap.add_argument(
+        "--json",
+        type=Path,
+        default=ROOT / "bench" / "results" / "latest.json",
+        help="raw results (default bench/results/latest.json)",
+    )
+    ap.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=30.0,
+        help="before each measurement, wait up to this many seconds for other programs to go quiet",
+    )
+    ap.add_argument(
+        "--app-path",
+        type=Path,
+        default=None,
+        help="directory to import chat_core from (default: this checkout), e.g. to compare a branch",
+    )
+    ap.add_argument(
+        "--noise-limit",
+        type=float,
+        default=25.0,
+        help="a measurement during which other programs used more than this %% of a CPU is repeated",
+    )
     ap.add_argument("--noise-retries", type=int, default=2, help="at most this many repeats per measurement")
-    ap.add_argument("--nice", type=int, default=0,
-                    help="niceness of the server and load generator (e.g. -10 as root on a shared machine)")
+    ap.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="niceness of the server and load generator (e.g. -10 as root on a shared machine)",
+    )
     ap.add_argument("--max-minutes", type=float, default=90.0, help="abort the whole benchmark after this")
-    ap.add_argument("--from-json", type=Path, default=None,
-                    help="run nothing: render the tables (and --md, --plot) from a saved results file")
-    ap.add_argument("--ablation", action="store_true",
-                    help="busy room and crowd only, for the app, each variant of bench/app_variant.py (one fast "
-                         "part taken out) and the websockets reference: what each part buys")
-    ap.add_argument("--client-check", action="store_true",
-                    help="only compare the load generator's client with websockets.asyncio.client")
+    ap.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="run nothing: render the tables (and --md, --plot) from a saved results file",
+    )
+    ap.add_argument(
+        "--ablation",
+        action="store_true",
+        help="busy room and crowd only, for the app, each variant of bench/app_variant.py (one fast "
+        "part taken out) and the websockets reference: what each part buys",
+    )
+    ap.add_argument(
+        "--client-check",
+        action="store_true",
+        help="only compare the load generator's client with websockets.asyncio.client",
+    )
     a = ap.parse_args()
 
     if a.from_json:  # only re-render saved results
@@ -208,17 +260,27 @@ def main() -> int:
     print(f"# {plan.note}", file=sys.stderr)
     tmp = Path(tempfile.mkdtemp(prefix="chatbench-"))
     cmd = "python bench/run.py " + " ".join(sys.argv[1:])
-    results: dict = {"meta": {
-        "command": cmd.strip(), "machine": machine(), "versions": versions(), "cpu_note": plan.note,
-        "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"), "servers": servers,
-        "scenarios": scenarios, "config": dataclasses.asdict(cfg), "quick": a.quick, "runs": runs,
-        "app_path": str(harness.APP_PATH[0]),
-    }, "runs": []}
+    results: dict = {
+        "meta": {
+            "command": cmd.strip(),
+            "machine": machine(),
+            "versions": versions(),
+            "cpu_note": plan.note,
+            "date": datetime.datetime.now().strftime("%Y-%m-%d %H:%M"),
+            "servers": servers,
+            "scenarios": scenarios,
+            "config": dataclasses.asdict(cfg),
+            "quick": a.quick,
+            "runs": runs,
+            "app_path": str(harness.APP_PATH[0]),
+        },
+        "runs": [],
+    }
 
     shared: dict[str, Server] = {}
     try:
         for run in range(runs):
-            order = servers[run % len(servers):] + servers[: run % len(servers)]  # rotate who goes first
+            order = servers[run % len(servers) :] + servers[: run % len(servers)]  # rotate who goes first
             if a.quick:  # one server per kind for the whole smoke run, a room per scenario
                 shared = {s: Server(s, plan.server, tmp) for s in order}
             out: dict = {}
@@ -231,8 +293,12 @@ def main() -> int:
                         out[sc][s] = res
                         if noise_of(res) <= a.noise_limit:
                             break
-                        print(f"    other programs used {noise_of(res):.0f}% of a CPU during that measurement: "
-                              f"measuring it again", file=sys.stderr, flush=True)
+                        print(
+                            f"    other programs used {noise_of(res):.0f}% of a CPU during that measurement: "
+                            f"measuring it again",
+                            file=sys.stderr,
+                            flush=True,
+                        )
             for server in shared.values():
                 server.stop()
             shared = {}

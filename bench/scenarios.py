@@ -10,7 +10,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import Load, Server, Window, analyse, established, server_sockets, ms_stats, now_ns, sleep_until
+from harness import Load, Server, Window, analyse, established, ms_stats, now_ns, server_sockets, sleep_until
 
 PER_WORKER = 5000  # clients per load-generator process (ulimit -n is 20,000; stay well below)
 SEC = 1_000_000_000
@@ -52,11 +52,29 @@ class Config:
 
 
 QUICK = Config(
-    clients=100, rate=150.0, warm=0.3, duration=1.0, join_rate=1000.0, drain=2.0,
-    sat_rates=(150, 400), sat_warm=0.2, sat_duration=0.8,
-    crowd=400, crowd_join_rate=800.0, crowd_deadline=5.0, crowd_timeout=8.0, crowd_messages=1,
-    stalled=2, stall_duration=1.0, stall_resume_wait=0.3, crowd_settle=0.5, settle=0.2,
-    history=100, hist_join_rate=20.0, hist_duration=1.0, hist_hold=0.2,
+    clients=100,
+    rate=150.0,
+    warm=0.3,
+    duration=1.0,
+    join_rate=1000.0,
+    drain=2.0,
+    sat_rates=(150, 400),
+    sat_warm=0.2,
+    sat_duration=0.8,
+    crowd=400,
+    crowd_join_rate=800.0,
+    crowd_deadline=5.0,
+    crowd_timeout=8.0,
+    crowd_messages=1,
+    stalled=2,
+    stall_duration=1.0,
+    stall_resume_wait=0.3,
+    crowd_settle=0.5,
+    settle=0.2,
+    history=100,
+    hist_join_rate=20.0,
+    hist_duration=1.0,
+    hist_hold=0.2,
 )
 
 
@@ -73,23 +91,39 @@ class Ctx:
     noise_retries: int = 0
 
 
-def _connect(load: Load, ctx: Ctx, group: str, prefix: str, count: int, rate: float, timeout: float,
-             **kw) -> dict:
+def _connect(load: Load, ctx: Ctx, group: str, prefix: str, count: int, rate: float, timeout: float, **kw) -> dict:
     """Split `count` clients over the workers; merge their answers."""
     n = len(load.workers)
     shares = [count // n + (1 if i < count % n else 0) for i in range(n)]
     ids, start = [], 0
-    for w, share in zip(load.workers, shares):
-        ids.append(w.submit("connect", group=group, host="127.0.0.1", port=ctx.server.port, room=ctx.room,
-                            prefix=prefix, start=start, count=share, rate=rate / n, timeout=timeout, **kw))
+    for w, share in zip(load.workers, shares, strict=True):
+        ids.append(
+            w.submit(
+                "connect",
+                group=group,
+                host="127.0.0.1",
+                port=ctx.server.port,
+                room=ctx.room,
+                prefix=prefix,
+                start=start,
+                count=share,
+                rate=rate / n,
+                timeout=timeout,
+                **kw,
+            )
+        )
         start += share
-    answers = [w.wait(i, timeout + 30) for w, i in zip(load.workers, ids)]
-    out = {"joined": sum(a["joined"] for a in answers), "failed": sum(a["failed"] for a in answers),
-           "pending": sum(a["pending"] for a in answers),
-           "first_connect": min(a["first_connect"] for a in answers),
-           "last_welcome": max(a["last_welcome"] for a in answers),
-           "history_min": min(a["history_min"] for a in answers),
-           "history_max": max(a["history_max"] for a in answers), "fail_reasons": {}}
+    answers = [w.wait(i, timeout + 30) for w, i in zip(load.workers, ids, strict=True)]
+    out = {
+        "joined": sum(a["joined"] for a in answers),
+        "failed": sum(a["failed"] for a in answers),
+        "pending": sum(a["pending"] for a in answers),
+        "first_connect": min(a["first_connect"] for a in answers),
+        "last_welcome": max(a["last_welcome"] for a in answers),
+        "history_min": min(a["history_min"] for a in answers),
+        "history_max": max(a["history_max"] for a in answers),
+        "fail_reasons": {},
+    }
     for a in answers:
         for k, v in a["fail_reasons"].items():
             out["fail_reasons"][k] = out["fail_reasons"].get(k, 0) + v
@@ -123,8 +157,17 @@ def _errors(load: Load) -> dict:
     return errs
 
 
-def _send_phase(load: Load, ctx: Ctx, rate: float, warm: float, duration: float, receivers: int,
-                drain: float, stall: int = 0, sample_rss: bool = False) -> dict:
+def _send_phase(
+    load: Load,
+    ctx: Ctx,
+    rate: float,
+    warm: float,
+    duration: float,
+    receivers: int,
+    drain: float,
+    stall: int = 0,
+    sample_rss: bool = False,
+) -> dict:
     """Senders on worker 0 at `rate` msg/s for warm+duration s; measure the window after warm-up."""
     srv, w0 = ctx.server, load.workers[0]
     start = now_ns() + SEC // 5
@@ -153,13 +196,22 @@ def _send_phase(load: Load, ctx: Ctx, rate: float, warm: float, duration: float,
     recs = load.collect(ctx.tmp, ctx.tag)
     res = analyse(recs, win0, win1, receivers)
     secs = (t1 - t0) / 1e9
-    res.update({
-        "rate_msgs": rate, "offered_per_s": rate * receivers,
-        "server_cpu_pct": 100 * (c1 - c0) / secs, "gen_cpu_pct": 100 * (g1 - g0) / secs,
-        "cpu_us_per_delivery": 1e6 * (c1 - c0) / res["deliveries_in_window"] if res["deliveries_in_window"] else float("inf"),
-        "send_lag_max_ms": sent["lag_max_ns"] / 1e6,
-        "rss_start_kb": rss_start, "rss_max_kb": rss_max, "rss_end_kb": rss_end, **cores,
-    })
+    res.update(
+        {
+            "rate_msgs": rate,
+            "offered_per_s": rate * receivers,
+            "server_cpu_pct": 100 * (c1 - c0) / secs,
+            "gen_cpu_pct": 100 * (g1 - g0) / secs,
+            "cpu_us_per_delivery": 1e6 * (c1 - c0) / res["deliveries_in_window"]
+            if res["deliveries_in_window"]
+            else float("inf"),
+            "send_lag_max_ms": sent["lag_max_ns"] / 1e6,
+            "rss_start_kb": rss_start,
+            "rss_max_kb": rss_max,
+            "rss_end_kb": rss_end,
+            **cores,
+        }
+    )
     return res
 
 
@@ -172,9 +224,20 @@ def _room(load: Load, ctx: Ctx, clients: int, stalled: int = 0) -> dict:
     if stalled:
         # The stallers get a 4 KiB receive buffer, so the server feels a stall within seconds,
         # as it would from a phone on a dead link, rather than after the kernel soaks up minutes.
-        s = load.workers[-1].call("connect", timeout + 30, group="stall", host="127.0.0.1", port=ctx.server.port,
-                                  room=ctx.room, prefix="z", start=0, count=stalled, rate=cfg.join_rate,
-                                  timeout=timeout, rcvbuf=cfg.stall_rcvbuf)
+        s = load.workers[-1].call(
+            "connect",
+            timeout + 30,
+            group="stall",
+            host="127.0.0.1",
+            port=ctx.server.port,
+            room=ctx.room,
+            prefix="z",
+            start=0,
+            count=stalled,
+            rate=cfg.join_rate,
+            timeout=timeout,
+            rcvbuf=cfg.stall_rcvbuf,
+        )
         j["joined"] += s["joined"]
         j["failed"] += s["failed"]
     time.sleep(cfg.settle)  # join notices settle
@@ -225,13 +288,29 @@ def saturation(ctx: Ctx) -> dict:
             return {"error": f"only {j['joined']} of {cfg.clients} joined: {j['fail_reasons']}"}
         over = 0
         for rate in cfg.sat_rates:
-            for attempt in range(1 + ctx.noise_retries):
+            for _attempt in range(1 + ctx.noise_retries):
                 r = _send_phase(load, ctx, rate, cfg.sat_warm, cfg.sat_duration, j["joined"], cfg.drain)
                 if r.get("other_cpu_pct", 0.0) <= ctx.noise_limit:
                     break
-            steps.append({k: r.get(k) for k in ("rate_msgs", "offered_per_s", "deliveries_per_s", "p50_ms",
-                                                 "p99_ms", "max_ms", "lost", "server_cpu_pct", "gen_cpu_pct",
-                                                 "cpu_us_per_delivery", "server_core_busy_pct", "other_cpu_pct")})
+            steps.append(
+                {
+                    k: r.get(k)
+                    for k in (
+                        "rate_msgs",
+                        "offered_per_s",
+                        "deliveries_per_s",
+                        "p50_ms",
+                        "p99_ms",
+                        "max_ms",
+                        "lost",
+                        "server_cpu_pct",
+                        "gen_cpu_pct",
+                        "cpu_us_per_delivery",
+                        "server_core_busy_pct",
+                        "other_cpu_pct",
+                    )
+                }
+            )
             if not r["p99_ms"] < cfg.sat_limit_ms:
                 over += 1
             # past the knee: two steps over the limit, or one far over it, end the ramp
@@ -265,11 +344,16 @@ def crowd(ctx: Ctx) -> dict:
         time.sleep(cfg.crowd_settle)
         rss1 = ctx.server.rss()
         res = {
-            "clients": n, "joined": j["joined"], "failed": j["failed"], "pending": j["pending"],
-            "fail_reasons": j["fail_reasons"], "join_s": join_s,
+            "clients": n,
+            "joined": j["joined"],
+            "failed": j["failed"],
+            "pending": j["pending"],
+            "fail_reasons": j["fail_reasons"],
+            "join_s": join_s,
             "joined_in_time": j["joined"] == n and join_s <= cfg.crowd_deadline,
             "rss_per_conn_kb": (rss1 - rss0) / max(1, j["joined"]),
-            "rss_mb": rss1 / 1024, "server_conns": established(ctx.server.port),
+            "rss_mb": rss1 / 1024,
+            "server_conns": established(ctx.server.port),
             "join_cpu_us_per_join": 1e6 * (c1 - c0) / max(1, j["joined"]),
             "gen_cpu_pct_joining": 100 * (g1 - g0) / ((t1 - t0) / 1e9),
         }
@@ -301,8 +385,17 @@ def stalled(ctx: Ctx) -> dict:
         if j["joined"] < cfg.clients:
             return {"error": f"only {j['joined']} of {cfg.clients} joined: {j['fail_reasons']}"}
         conns0 = established(ctx.server.port)
-        res = _send_phase(load, ctx, cfg.rate, cfg.warm, cfg.stall_duration, cfg.clients - cfg.stalled,
-                          cfg.drain, stall=cfg.stalled, sample_rss=True)
+        res = _send_phase(
+            load,
+            ctx,
+            cfg.rate,
+            cfg.warm,
+            cfg.stall_duration,
+            cfg.clients - cfg.stalled,
+            cfg.drain,
+            stall=cfg.stalled,
+            sample_rss=True,
+        )
         res["server_conns_before"] = conns0
         n, q, big = server_sockets(ctx.server.port)
         res["server_conns_after"] = n
@@ -325,8 +418,19 @@ def join_history(ctx: Ctx) -> dict:
     w = load.workers[0]
     try:
         # Fill the room's history with `history` messages from one member who then stays.
-        f = w.call("connect", 60, group="fill", host="127.0.0.1", port=ctx.server.port, room=ctx.room,
-                   prefix="filler", start=0, count=1, rate=1, timeout=20)
+        f = w.call(
+            "connect",
+            60,
+            group="fill",
+            host="127.0.0.1",
+            port=ctx.server.port,
+            room=ctx.room,
+            prefix="filler",
+            start=0,
+            count=1,
+            rate=1,
+            timeout=20,
+        )
         if not f["joined"]:
             return {"error": f"filler could not join: {f['fail_reasons']}"}
         w.call("send", 60, group="fill", senders=1, rate=500.0, start_ns=now_ns(), count=cfg.history)
@@ -335,14 +439,21 @@ def join_history(ctx: Ctx) -> dict:
         time.sleep(cfg.settle)  # the store has written them
         n = int(round(cfg.hist_join_rate * cfg.hist_duration))
         c0, t0 = ctx.server.cpu(), now_ns()
-        j = _connect(load, ctx, "join", "j", n, cfg.hist_join_rate, cfg.hist_duration + 20,
-                     hold=cfg.hist_hold, want_join_ns=True)
+        j = _connect(
+            load, ctx, "join", "j", n, cfg.hist_join_rate, cfg.hist_duration + 20, hold=cfg.hist_hold, want_join_ns=True
+        )
         c1, t1 = ctx.server.cpu(), now_ns()
         st = ms_stats(j["join_ns"])
         return {
-            "joins": n, "joined": j["joined"], "failed": j["failed"] + j["pending"],
-            "fail_reasons": j["fail_reasons"], "p50_ms": st["p50_ms"], "p99_ms": st["p99_ms"],
-            "max_ms": st["max_ms"], "history_min": j["history_min"], "history_max": j["history_max"],
+            "joins": n,
+            "joined": j["joined"],
+            "failed": j["failed"] + j["pending"],
+            "fail_reasons": j["fail_reasons"],
+            "p50_ms": st["p50_ms"],
+            "p99_ms": st["p99_ms"],
+            "max_ms": st["max_ms"],
+            "history_min": j["history_min"],
+            "history_max": j["history_max"],
             "cpu_us_per_join": 1e6 * (c1 - c0) / max(1, j["joined"]),
             "server_cpu_pct": 100 * (c1 - c0) / ((t1 - t0) / 1e9),
             "errors": _errors(load),
@@ -358,4 +469,3 @@ SCENARIOS = {
     "stalled": stalled,
     "join_history": join_history,
 }
-

@@ -14,7 +14,7 @@ from .web import create_app
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
-def main(argv: "list[str] | None" = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m chat_core", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on.")
     parser.add_argument("--port", type=int, default=8000, help="Port to listen on.")

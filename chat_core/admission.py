@@ -8,12 +8,14 @@ import binascii
 import fnmatch
 import hmac
 import ipaddress
-from typing import Callable, Iterable, NamedTuple, Optional
-from urllib.parse import urlsplit
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, Optional
+from urllib.parse import parse_qs, urlsplit
 
 from starlette.requests import HTTPConnection
 from starlette.types import Scope
 
+from .identity import ticket
 from .limits import client_address
 from .settings import Settings, split_list
 
@@ -138,3 +140,58 @@ def basic_auth(logins: dict[str, str]) -> Authenticator:
         return None
 
     return authenticate
+
+
+class Gate:
+    """Who may open ``/ws`` and which hosts are served, decided from the handshake
+    before a connection is accepted; it also knows this app's own share link."""
+
+    def __init__(self, settings: Settings, authenticate: Optional[Authenticator]) -> None:
+        self.settings = settings
+        self.authenticate = authenticate
+        self.secret = b""  # set when the server starts (identity.load_secret)
+        self.share_origins: list[str] = []  # this app's own share link, once Gradio has made it
+        self.share_hosts: list[str] = []
+
+    def allow_share_link(self, url: str) -> None:
+        """Pages on this app's share link (``https://<id>.gradio.live``) may open ``/ws``
+        and reach the app through the tunnel: exactly that origin, never a wildcard over
+        everybody else's share links."""
+        parts = urlsplit(url)
+        if parts.scheme and parts.hostname:
+            self.share_origins = [f"{parts.scheme}://{parts.netloc}".lower()]
+            self.share_hosts = [parts.hostname.lower()]
+
+    @property
+    def share_host(self) -> Optional[str]:
+        return self.share_hosts[0] if self.share_hosts else None
+
+    def http_allowed(self, scope: Scope) -> bool:
+        """The DNS-rebinding guard for plain HTTP requests (see :func:`host_allowed`)."""
+        return host_allowed(scope, self.settings, self.share_hosts)
+
+    def admit(self, handshake: HTTPConnection) -> tuple[Optional[str], Optional[str]]:
+        """(login name, None) to accept, or (None, reason) to refuse the handshake."""
+        s, h = self.settings, handshake.headers
+        if not host_allowed(handshake.scope, s, self.share_hosts):
+            return None, f"host {h.get('host')!r} not served (see --allowed-hosts)"
+        origin = h.get("origin")
+        if not origin_allowed(origin, h.get("host"), s, h.get("x-forwarded-host"), self.share_origins):
+            return None, f"origin {origin!r} not allowed"
+        if self.authenticate is None:
+            return None, None
+        login = self.authenticate(handshake)
+        if login is None:
+            return None, "not logged in"
+        # A browser always sends Origin; a page that did must also show the ticket of the
+        # session it was served to, which another site's page cannot read.
+        if origin is not None and not self._ticket_ok(handshake, login):
+            return None, "no valid ticket for this login session"
+        return login.user, None
+
+    def ticket_for(self, login: Login) -> str:
+        return ticket(self.secret, login.session)
+
+    def _ticket_ok(self, handshake: HTTPConnection, login: Login) -> bool:
+        given = parse_qs(handshake.scope.get("query_string", b"").decode("latin-1")).get("ticket", [""])[0]
+        return bool(given) and hmac.compare_digest(given, self.ticket_for(login))

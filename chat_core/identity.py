@@ -23,8 +23,9 @@ import hmac
 import os
 import secrets
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 from .refusal import Refusal
 from .store import Claim, Store

@@ -25,9 +25,11 @@ from importlib import resources
 
 import precis_i18n
 
+from . import rules
+
 __all__ = ["MAX_NAME", "MAX_MARKS", "MAX_WIDTH", "BadName", "enforce", "name_key", "check"]
 
-MAX_NAME = 32
+MAX_NAME = rules.MAX_NAME
 """Most code points an enforced name may hold."""
 
 MAX_MARKS = 2
@@ -80,8 +82,10 @@ _VERY_WIDE_COLUMNS = 8
 _MARKS = ("Mn", "Me")
 
 # PRECIS failure reasons ("DISALLOWED/<reason>") grouped by the message we give.
-_INVISIBLE_REASONS = frozenset({"precis_ignorable_properties", "zero_width_joiner", "zero_width_nonjoiner", "join_control"})
-_CONTEXT_REASONS = frozenset({"middle_dot", "greek_keraia", "hebrew_punctuation", "katakana_middle_dot", "arabic_indic", "extended_arabic_indic", "exceptions"})
+_INVISIBLE_REASONS = frozenset({"precis_ignorable_properties", "zero_width_joiner", "zero_width_nonjoiner",
+                                "join_control"})
+_CONTEXT_REASONS = frozenset({"middle_dot", "greek_keraia", "hebrew_punctuation", "katakana_middle_dot",
+                              "arabic_indic", "extended_arabic_indic", "exceptions"})
 
 
 class BadName(ValueError):
@@ -238,7 +242,8 @@ def enforce(raw: str) -> str:
         raise BadName(f"Names are at most {MAX_NAME} characters; choose a shorter one.")
     for char in raw:
         if char in _BLANKS:
-            raise BadName(f"Names cannot contain the blank character {_describe(char)}; use visible letters, digits or symbols.")
+            raise BadName(f"Names cannot contain the blank character {_describe(char)}; use visible letters, digits or"
+                           " symbols.")
     name = _enforce_pieces(raw)
     if not name:
         raise BadName("Choose a name with at least one visible character.")
@@ -246,13 +251,15 @@ def enforce(raw: str) -> str:
         raise BadName(f"Names are at most {MAX_NAME} characters; choose a shorter one.")
     for char in name:  # NFKC could in principle produce one
         if char in _BLANKS:
-            raise BadName(f"Names cannot contain the blank character {_describe(char)}; use visible letters, digits or symbols.")
+            raise BadName(f"Names cannot contain the blank character {_describe(char)}; use visible letters, digits or"
+                           " symbols.")
     _check_joiners(name)
     _check_marks(name)
     if not any(not _is_space(c) and c != _ZWJ and not unicodedata.category(c).startswith("M") for c in name):
         raise BadName("Choose a name with at least one visible character.")
     if _width(name) > MAX_WIDTH:
-        raise BadName(f"That name is too wide to display; keep it within {MAX_WIDTH} columns (wide characters count double).")
+        raise BadName(f"That name is too wide to display; keep it within {MAX_WIDTH} columns (wide characters count "
+                       "double).")
     return name
 
 
@@ -263,7 +270,7 @@ def enforce(raw: str) -> str:
 _STROKES = {ord(c): "l" for c in "iIl1|"}
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _skeleton_table() -> dict[int, str]:
     """TR39 confusable map {code point: prototype} built from confusable_homoglyphs' ``confusables.json``.
 

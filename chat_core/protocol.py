@@ -7,7 +7,7 @@ pure function of its inputs so it can be tested (and fuzzed) without a socket.
 
 from __future__ import annotations
 
-import re
+import enum
 import struct
 import time
 from dataclasses import dataclass
@@ -16,11 +16,21 @@ from typing import Any, Optional, Union
 import orjson
 
 from . import names
+from .rules import DEFAULT_ROOM, ROOM_RE
 
-DEFAULT_ROOM = "lobby"
-MAX_NAME = names.MAX_NAME
 MAX_TOKEN = 200  # longer than any token the server issues
-ROOM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")
+
+
+class CloseCode(enum.IntEnum):
+    """Every WebSocket close code the chat sends (docs/protocol.md, *Close codes*)."""
+
+    GOING_AWAY = 1001  # the server is shutting down: reconnect with `since`
+    INVALID_DATA = 1007  # a text frame that is not UTF-8 (sent by the WebSocket layer)
+    POLICY = 1008  # kept flooding, or too many connections from one address
+    TOO_BIG = 1009  # a message larger than `max_frame`
+    INTERNAL = 1011  # an unexpected server error
+    TRY_AGAIN_LATER = 1013  # read too slowly (outbox full, or stalled)
+    REPLACED = 4001  # the name was taken over with its resume token: do not reconnect by yourself
 
 
 class ProtocolError(Exception):
@@ -105,7 +115,8 @@ def _field(payload: dict[str, Any], name: str, kind: type) -> Any:
         raise ProtocolError("bad_field", f"The field \"payload.{name}\" is missing.")
     value = payload[name]
     if not isinstance(value, kind):
-        raise ProtocolError("bad_field", f"The field \"payload.{name}\" must be a {'string' if kind is str else kind.__name__}.")
+        described = "string" if kind is str else kind.__name__
+        raise ProtocolError("bad_field", f"The field \"payload.{name}\" must be a {described}.")
     return value
 
 
@@ -177,4 +188,26 @@ def pong() -> str:
 
 
 def notice(kind: str, user: str, room: str) -> str:
+    """A ``join`` or ``leave`` notice."""
     return encode({"type": kind, "payload": {"user": user, "ts": now(), "room": room}})
+
+
+def msg_frame(payload: dict[str, Any]) -> str:
+    """A stored message as its ``msg`` frame (``Message.payload()``)."""
+    return encode({"type": "msg", "payload": payload})
+
+
+def welcome(user: str, room: str, users: list[str], online: int, last_id: int,
+            gap: Optional[dict[str, int]], token: Optional[str]) -> str:
+    """The join confirmation (docs/protocol.md, ``welcome``)."""
+    payload: dict[str, Any] = {"user": user, "room": room, "ts": now(), "users": users, "online": online,
+                               "last_id": last_id, "gap": gap}
+    if token is not None:
+        payload["token"] = token
+    return encode({"type": "welcome", "payload": payload})
+
+
+def presence(room: str, online: int, joined: list[str], left: list[str], more: int) -> str:
+    """The coalesced join/leave changes of a big room (docs/protocol.md, *Big rooms*)."""
+    return encode({"type": "presence", "payload": {"room": room, "online": online, "joined": joined,
+                                                   "left": left, "more": more, "ts": now()}})

@@ -12,8 +12,12 @@ import dataclasses
 import math
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Optional
+from pathlib import Path
+from typing import Any, Optional
+
+from . import rules
 
 
 def _opt(default: Any, help: str, flag: Optional[str] = None) -> Any:
@@ -28,44 +32,58 @@ class Settings:
     history_limit: int = _opt(100, "Messages sent to a client that joins without `since` (0: none).")
     replay_limit: int = _opt(1000, "Most messages replayed to a client that joins with `since` (0: all that are kept).")
     history_keep: int = _opt(10000, "Messages kept per room in the store (0 keeps all).")
-    max_text: int = _opt(2000, "Longest message text, in characters.")
+    max_text: int = _opt(rules.MAX_TEXT, "Longest message text, in characters.")
     max_frame: int = _opt(65536, "Largest incoming WebSocket frame in bytes; larger closes with 1009.")
     outbox: int = _opt(1000, "Frames queued for one slow client before it is closed with 1013.")
-    stall_timeout: float = _opt(10.0, "Seconds a client may leave frames waiting without taking any before it is closed with 1013.")
-    send_buffer: int = _opt(65536, "Kernel send buffer per WebSocket in bytes (SO_SNDBUF; 0: the OS default, up to MiBs per stalled client).")
+    stall_timeout: float = _opt(10.0, "Seconds a client may leave frames waiting without taking any before it is "
+                                      "closed with 1013.")
+    send_buffer: int = _opt(65536, "Kernel send buffer per WebSocket in bytes (SO_SNDBUF; 0: the OS default, up to "
+                                   "MiBs per stalled client).")
     notice_limit: int = _opt(200, "Room size above which join/leave notices are coalesced into `presence` frames.")
     users_shown: int = _opt(200, "Most names listed in a `welcome` frame.")
     presence_interval: float = _opt(1.0, "Seconds between coalesced `presence` frames in big rooms.")
     ping_interval: float = _opt(20.0, "Seconds between protocol pings to each client (0 turns pings off).")
     ping_timeout: float = _opt(20.0, "Seconds to wait for a pong before a peer is taken for dead.")
+    durable: bool = _opt(False, "Wait for the disk at every history commit (SQLite synchronous=FULL): the last batches"
+                                " survive a power cut too, at a cost per batch.")
     commit_delay: float = _opt(0.0, "Extra seconds the history writer waits to gather a bigger batch.")
     secret: str = _opt("", "Secret for login tokens and /ws tickets; empty: generated once and kept in <db>.secret.")
     rate: float = _opt(5.0, "Messages per second per connection (token bucket rate).")
     burst: int = _opt(10, "Messages a connection may send in a burst.")
-    flood_limit: int = _opt(20, "Refused (rate-limited) messages, net of `rate` forgiven per second, before close 1008.")
+    flood_limit: int = _opt(20, "Refused (rate-limited) messages, net of `rate` forgiven per second, before close "
+                                "1008.")
     join_rate: float = _opt(1.0, "Joins per second per connection.")
     join_burst: int = _opt(5, "Joins a connection may make in a burst.")
-    frame_rate: float = _opt(20.0, "Frames of any type per second per connection (bursts of 3x); beyond: refused and counted towards the flood close.")
+    frame_rate: float = _opt(20.0, "Frames of any type per second per connection (bursts of 3x); beyond: refused and "
+                                   "counted towards the flood close.")
     ip_rate: float = _opt(10.0, "Messages per second per client address, over all its connections (bursts of 2x).")
     ip_join_rate: float = _opt(2.0, "Joins per second per client address, over all its connections (bursts of 5x).")
     conn_rate: float = _opt(2.0, "New WebSocket connections per second per client address (bursts of 10x).")
     room_rate: float = _opt(0.1, "New rooms per second per client address (bursts of 5).")
     name_rate: float = _opt(0.2, "Names taken for the first time per second per client address (bursts of 10).")
-    max_rooms: int = _opt(500, "Rooms listed at once (in use, or with a message within `room_idle`); a new room beyond is refused.")
-    room_idle: float = _opt(7 * 86400.0, "Seconds after its last message that a room nobody is in drops out of the rooms list.")
+    max_rooms: int = _opt(500, "Rooms listed at once (in use, or with a message within `room_idle`); a new room beyond"
+                               " is refused.")
+    room_idle: float = _opt(7 * 86400.0, "Seconds after its last message that a room nobody is in drops out of the "
+                                         "rooms list.")
     max_conn_per_ip: int = _opt(20, "Open WebSocket connections per client address.")
     max_half_open_per_ip: int = _opt(8, "HTTP connections per client address still sending their request headers.")
-    header_timeout: float = _opt(10.0, "Seconds a client may take to send a request's headers before the connection is closed.")
+    header_timeout: float = _opt(10.0, "Seconds a client may take to send a request's headers before the connection is"
+                                       " closed.")
     token_ttl: float = _opt(30 * 86400.0, "Seconds a resume token stays valid after it was issued.")
-    name_reserve: float = _opt(86400.0, "Seconds a name stays reserved for its token after its holder was last seen (0: no reservation).")
-    trust_proxy: str = _opt("", "Trust X-Forwarded-For/-Host: '' no, N: N proxies in front, 'first': leftmost entry (default on a Space).")
-    allowed_origins: str = _opt("", "Other origins allowed to open /ws and read the API, comma-separated; '*' in a host matches one label (https://*.hf.space).")
-    allowed_hosts: str = _opt("", "Host names served besides the loopback names when the server is reached on a loopback address (DNS-rebinding guard), comma-separated; '*' turns the check off.")
+    name_reserve: float = _opt(86400.0, "Seconds a name stays reserved for its token after its holder was last seen "
+                                        "(0: no reservation).")
+    trust_proxy: str = _opt("", "Trust X-Forwarded-For/-Host: '' no, N: N proxies in front, 'first': leftmost entry "
+                                "(default on a Space).")
+    allowed_origins: str = _opt("", "Other origins allowed to open /ws and read the API, comma-separated; '*' in a "
+                                    "host matches one label (https://*.hf.space).")
+    allowed_hosts: str = _opt("", "Host names served besides the loopback names when the server is reached on a "
+                                  "loopback address (DNS-rebinding guard), comma-separated; '*' turns the check off.")
     require_origin: bool = _opt(False, "Refuse WebSocket connections that send no Origin header (scripts, bots).")
-    auth: str = _opt("", "Logins 'user:password', comma-separated: protects the UI, /ws and the API; chat name = login name.")
+    auth: str = _opt("", "Logins 'user:password', comma-separated: protects the UI, /ws and the API; chat name = login"
+                         " name.")
 
     @classmethod
-    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> "Settings":
+    def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Settings:
         """Defaults, then ``CHAT_<NAME>`` variables, then keyword overrides."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
@@ -74,11 +92,8 @@ class Settings:
             if raw is not None and raw != "":
                 values[f.name] = _convert(f, raw)
         values.update({k: v for k, v in overrides.items() if v is not None})
-        if environ.get("SPACE_ID"):  # a Hugging Face Space: every connection comes through its proxy
-            values.setdefault("trust_proxy", "first")
-            if environ.get("SPACE_HOST"):  # the page's origin, https://<owner>-<name>.hf.space
-                listed = values.get("allowed_origins", "")
-                values["allowed_origins"] = ",".join(filter(None, [listed, "https://" + environ["SPACE_HOST"]]))
+        if environ.get("SPACE_ID"):
+            space_defaults(values, environ)
         return cls(**values).validated()
 
     def logins(self) -> dict[str, str]:
@@ -93,13 +108,13 @@ class Settings:
         return pairs
 
     @classmethod
-    def from_args(cls, namespace: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -> "Settings":
+    def from_args(cls, namespace: argparse.Namespace, environ: Optional[Mapping[str, str]] = None) -> Settings:
         """Settings from parsed flags (see :func:`add_arguments`) over the environment."""
         names = {f.name for f in dataclasses.fields(cls)}
         given = {k: v for k, v in vars(namespace).items() if k in names and v is not None}
         return cls.from_env(environ, **given)
 
-    def validated(self) -> "Settings":
+    def validated(self) -> Settings:
         """Refuse a bad value with one line naming the setting, the value and what is accepted."""
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
@@ -124,6 +139,23 @@ class Settings:
         return self
 
 
+SPACE_DATA = Path("/data")  # a Space's persistent storage, when it has some
+
+
+def space_defaults(values: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """On a Hugging Face Space (the one place its defaults are kept; the share link's
+    own origin is allowed once made, see chat_core.admission.Gate): every connection
+    comes through its proxy, so the first X-Forwarded-For entry is the client; the
+    page's origin is https://$SPACE_HOST; with persistent storage the history is kept
+    in /data. Settings given explicitly win."""
+    values.setdefault("trust_proxy", "first")
+    if environ.get("SPACE_HOST"):
+        listed = values.get("allowed_origins", "")
+        values["allowed_origins"] = ",".join(filter(None, [listed, "https://" + environ["SPACE_HOST"]]))
+    if SPACE_DATA.is_dir() and os.access(SPACE_DATA, os.W_OK):
+        values.setdefault("db", str(SPACE_DATA / "chat.db"))
+
+
 class SettingError(ValueError):
     """A setting with a value it cannot take; the message is one line naming it."""
 
@@ -138,11 +170,11 @@ def split_list(value: str) -> list[str]:
     return [item.strip().rstrip("/") for item in value.split(",") if item.strip()]
 
 
-def _field(name: str) -> "dataclasses.Field[Any]":
+def _field(name: str) -> dataclasses.Field[Any]:
     return next(f for f in dataclasses.fields(Settings) if f.name == name)
 
 
-def describe(f: "dataclasses.Field[Any]") -> str:
+def describe(f: dataclasses.Field[Any]) -> str:
     return f"setting {flag_name(f)} ({env_name(f.name)})"
 
 
@@ -150,11 +182,11 @@ def env_name(name: str) -> str:
     return "CHAT_" + name.upper()
 
 
-def flag_name(f: "dataclasses.Field[Any]") -> str:
+def flag_name(f: dataclasses.Field[Any]) -> str:
     return f.metadata.get("flag") or "--" + f.name.replace("_", "-")
 
 
-def _convert(f: "dataclasses.Field[Any]", raw: str) -> Any:
+def _convert(f: dataclasses.Field[Any], raw: str) -> Any:
     kind: Any = type(f.default)
     if kind is bool:
         word = raw.strip().lower()
@@ -170,7 +202,7 @@ def _convert(f: "dataclasses.Field[Any]", raw: str) -> Any:
     return value
 
 
-def _parser_for(f: "dataclasses.Field[Any]") -> Any:
+def _parser_for(f: dataclasses.Field[Any]) -> Any:
     def parse(raw: str) -> Any:
         try:
             return _convert(f, raw)
@@ -187,7 +219,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
         kind = type(f.default)
         help_text = f"{f.metadata['help']} Env {env_name(f.name)}; default {f.default!r}."
         if kind is bool:
-            group.add_argument(flag_name(f), dest=f.name, action="store_const", const=True, default=None, help=help_text)
+            group.add_argument(flag_name(f), dest=f.name, action="store_const", const=True, default=None,
+                               help=help_text)
         else:
             group.add_argument(flag_name(f), dest=f.name, type=_parser_for(f), default=None, help=help_text)
     return parser

@@ -16,11 +16,12 @@ import asyncio
 import os
 import sqlite3
 from collections import defaultdict, deque
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Callable, Iterator, Optional, Sequence, TypeVar
+from typing import IO, Any, Optional, TypeVar
 
 try:
     import fcntl
@@ -358,7 +359,7 @@ def sqlite_path(url: str) -> Optional[str]:
     return url
 
 
-def open_store(url: str, keep: int = 0) -> Store:
+def open_store(url: str, keep: int = 0, durable: bool = False) -> Store:
     """Pick a backend from a URL the way encode/broadcaster does (see :func:`sqlite_path`)."""
     path = sqlite_path(url)
-    return MemoryStore(keep) if path is None else SQLiteStore(path, keep)
+    return MemoryStore(keep) if path is None else SQLiteStore(path, keep, durable)

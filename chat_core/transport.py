@@ -13,21 +13,59 @@ It also keeps frames that a socket cannot take in the app's outbox rather than
 in the transport: writing pauses as soon as the kernel refuses a byte, which is
 when the outbox starts counting how long a client has been stalled.
 
-Use it with ``uvicorn.Config(ws=ChatWebSocketProtocol)``, or on the command line
+Use it with ``uvicorn.Config(ws=websocket_protocol())``, or on the command line
 ``uvicorn app:app --ws chat_core.transport:ChatWebSocketProtocol``.
+
+It reads internals of uvicorn's ``WebSocketsSansIOProtocol``, as found in uvicorn
+0.52.1 (the first whose sans-I/O protocol has write flow control: ``pause_writing``
+and ``resume_writing``) through 0.54.0 (what the tests run): the instance
+attributes :data:`INTERNALS` and the methods :data:`HOOKS`. requirements.txt pins
+uvicorn to ``>=0.52.1,<0.55``; :func:`websocket_protocol` checks at startup that
+they are all there and otherwise falls back to uvicorn's own protocol (plain ASGI
+sends: slower, the same behaviour) with one warning line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import logging
 import socket
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any, Optional
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.http11 import Request
 
 from .admission import PEER
 from .outbox import FRAME_WRITER
+
+log = logging.getLogger("chat_core.transport")
+
+# What this module reads or replaces in uvicorn's protocol (uvicorn 0.52.1 to 0.54.0).
+INTERNALS = ("queue", "writable", "close_sent", "disconnected", "handshake_complete", "transport", "client",
+             "request", "response", "scope")
+HOOKS = ("handle_connect", "send", "resume_writing", "pause_writing", "connection_lost")
+
+
+def missing_internals(base: type = WebSocketsSansIOProtocol) -> list[str]:
+    """The internals this protocol relies on that ``base`` does not have (empty: all there)."""
+    source = inspect.getsource(base)
+    missing = [name for name in HOOKS if not callable(getattr(base, name, None))]
+    return missing + [name for name in INTERNALS if f"self.{name}" not in source]
+
+
+def websocket_protocol() -> type:
+    """The WebSocket protocol class to serve with: the chat's, or, when this uvicorn's
+    internals are not what it was written against, uvicorn's own (one warning line)."""
+    missing = missing_internals()
+    if missing:
+        import uvicorn
+
+        log.warning("uvicorn %s lacks what chat_core.transport reads (%s): frames go through plain ASGI "
+                    "sends instead (slower, same behaviour)", uvicorn.__version__, ", ".join(missing))
+        return WebSocketsSansIOProtocol
+    return ChatWebSocketProtocol
 
 
 class ChatWebSocketProtocol(WebSocketsSansIOProtocol):

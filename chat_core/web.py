@@ -8,14 +8,12 @@ the hub; all chat logic lives in :mod:`chat_core.hub`.
 from __future__ import annotations
 
 import asyncio
-import gc
-import hmac
 import logging
 import re
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Optional, Union
-from urllib.parse import parse_qs, urlsplit
+from typing import Any, Optional, Union
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.middleware.cors import CORSMiddleware
@@ -26,19 +24,18 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from . import logs, protocol
-from .admission import Authenticator, Login, address_of, allowed_list, basic_auth, host_allowed, origin_allowed
+from .admission import Authenticator, Gate, address_of, allowed_list, basic_auth
 from .hub import Health, Hub, Member
-from .identity import Claims, load_secret, ticket
+from .identity import Claims, load_secret
 from .limits import AddressCounter, Flood, KeyedBuckets, TokenBucket
-from .outbox import FRAME_WRITER, FrameWriter, Outbox
-from .protocol import Join, Msg, Ping, ProtocolError
+from .outbox import FRAME_WRITER, FrameWriter, open_outbox
+from .protocol import CloseCode, Join, Msg, Ping, ProtocolError
 from .refusal import Refusal
 from .settings import Settings
 from .store import SQLiteStore, open_store
 
 log = logging.getLogger("chat_core.web")
 
-POLICY = 1008
 
 
 class Session:
@@ -86,49 +83,27 @@ class ChatServer:
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.limits = AddressLimits(self.settings)
         self.addresses = self.limits.open
-        self.secret = b""
-        # This app's own share link, once Gradio has made it (see allow_share_link).
-        self.share_origins: list[str] = []
-        self.share_hosts: list[str] = []
-
-    def allow_share_link(self, url: str) -> None:
-        """Pages on this app's share link (``https://<id>.gradio.live``) may open ``/ws``
-        and reach the app through the tunnel: exactly that origin, never a wildcard over
-        everybody else's share links."""
-        parts = urlsplit(url)
-        if parts.scheme and parts.hostname:
-            self.share_origins = [f"{parts.scheme}://{parts.netloc}".lower()]
-            self.share_hosts = [parts.hostname.lower()]
-
-    @property
-    def share_host(self) -> Optional[str]:
-        return self.share_hosts[0] if self.share_hosts else None
+        self.gate = Gate(self.settings, authenticate)
 
     async def start(self) -> None:
         if self.hub is not None:
             return
         s = self.settings
-        store = open_store(s.db, keep=s.history_keep)
+        store = open_store(s.db, keep=s.history_keep, durable=s.durable)
         secret_file = store.path + ".secret" if isinstance(store, SQLiteStore) else None
-        self.secret = load_secret(s.secret, secret_file)
-        claims = Claims(store, self.secret, s.token_ttl, s.name_reserve, logins=self.authenticate is not None)
+        self.gate.secret = load_secret(s.secret, secret_file)
+        claims = Claims(store, self.gate.secret, s.token_ttl, s.name_reserve, logins=self.authenticate is not None)
         self.hub = Hub(s, store, claims)
         await self.hub.start()
         self.loop = asyncio.get_running_loop()
-        # Thousands of long-lived connection objects make the default cyclic GC scan
-        # them over and over (pauses of over a second in a 10,000-client crowd, see
-        # docs/benchmarks.md): move what exists at startup out of its sight, and let
-        # the young generation grow before collecting.
-        gc.freeze()
-        gc.set_threshold(50_000, 20, 100)
         log.info("chat history in %s", s.db)
 
-    async def close_connections(self, code: int = 1001) -> None:
+    async def close_connections(self, code: int = CloseCode.GOING_AWAY) -> None:
         """Close every chat connection (history written first); the server keeps running."""
         if self.hub is not None:
             await self.hub.close_all(code)
 
-    def close_connections_from_thread(self, code: int = 1001, timeout: float = 4.0) -> None:
+    def close_connections_from_thread(self, code: int = CloseCode.GOING_AWAY, timeout: float = 4.0) -> None:
         """:meth:`close_connections` from another thread (a signal handler while the
         server runs in its own thread, as under Gradio's ``launch``)."""
         if self.loop is None or self.loop.is_closed() or self.hub is None:
@@ -159,36 +134,6 @@ class ChatServer:
 
     # --- WebSocket ---------------------------------------------------------
 
-    def _admit(self, handshake: HTTPConnection) -> tuple[Optional[str], Optional[str]]:
-        """(login name, None) to accept, or (None, reason) to refuse the handshake."""
-        s, h = self.settings, handshake.headers
-        if not host_allowed(handshake.scope, s, self.share_hosts):
-            return None, f"host {h.get('host')!r} not served (see --allowed-hosts)"
-        origin = h.get("origin")
-        if not origin_allowed(origin, h.get("host"), s, h.get("x-forwarded-host"), self.share_origins):
-            return None, f"origin {origin!r} not allowed"
-        if self.authenticate is None:
-            return None, None
-        login = self.authenticate(handshake)
-        if login is None:
-            return None, "not logged in"
-        # A browser always sends Origin; a page that did must also show the ticket of the
-        # session it was served to, which another site's page cannot read.
-        if origin is not None and not self._ticket_ok(handshake, login):
-            return None, "no valid ticket for this login session"
-        return login.user, None
-
-    def ticket_for(self, login: Login) -> str:
-        return ticket(self.secret, login.session)
-
-    def _ticket_ok(self, handshake: HTTPConnection, login: Login) -> bool:
-        given = parse_qs(handshake.scope.get("query_string", b"").decode("latin-1")).get("ticket", [""])[0]
-        return bool(given) and hmac.compare_digest(given, self.ticket_for(login))
-
-    def http_allowed(self, scope: Scope) -> bool:
-        """The DNS-rebinding guard for plain HTTP requests (see :func:`host_allowed`)."""
-        return host_allowed(scope, self.settings, self.share_hosts)
-
     async def serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``/ws`` as a plain ASGI app (see :class:`ChatAPI`): admit or refuse the
         handshake, then hand the socket's frames to the hub until it closes. One
@@ -198,12 +143,12 @@ class ChatServer:
         if (await receive())["type"] != "websocket.connect":  # ASGI: the handshake's first event
             return
         handshake = HTTPConnection(scope)
-        login, refusal = self._admit(handshake)
+        login, refusal = self.gate.admit(handshake)
         if refusal is not None:
             log.info("refused a WebSocket from %s: %s", handshake.client, refusal)
             await refuse(scope, send, 403, refusal)
             return
-        address = address_of(handshake, s, self.share_host)
+        address = address_of(handshake, s, self.gate.share_host)
         del handshake
         if not self.limits.connects.take(address):
             await refuse(scope, send, 429, "too many new connections from this address; wait a moment")
@@ -216,13 +161,13 @@ class ChatServer:
         if not self.addresses.acquire(address):
             await send({"type": "websocket.send", "text": protocol.error(
                 "too_many_connections", f"This address already has {s.max_conn_per_ip} open connections.")})
-            await send({"type": "websocket.close", "code": POLICY, "reason": "too many connections"})
+            await send({"type": "websocket.close", "code": CloseCode.POLICY, "reason": "too many connections"})
             return
         writer: Optional[FrameWriter] = scope.get("extensions", {}).get(FRAME_WRITER)
         if writer is not None and s.send_buffer:
             writer.set_send_buffer(s.send_buffer)
         route = asyncio.current_task()  # cancelled if the peer stops reading for good (abandoned)
-        outbox = Outbox(send, s.outbox, writer, s.stall_timeout, route.cancel if route is not None else None)
+        outbox = open_outbox(send, s.outbox, writer, s.stall_timeout, route.cancel if route is not None else None)
         session = Session(hub.attach(outbox), s, login, address)
         outbox.start()
         try:
@@ -236,7 +181,7 @@ class ChatServer:
                         "binary_not_supported", "Send text frames holding JSON; binary frames are not read."))
                     continue
                 if s.max_frame and len(text) > s.max_frame // 4 and len(text.encode()) > s.max_frame:
-                    outbox.close(1009, "frame too big")
+                    outbox.close(CloseCode.TOO_BIG, "frame too big")
                     break
                 await self.handle(session, text)
         except asyncio.CancelledError:
@@ -301,7 +246,7 @@ class ChatServer:
     def _too_fast(self, session: Session, message: str) -> None:
         """Refuse one frame as ``rate_limited``; persistent flooding closes the connection (1008)."""
         if session.flood.strike():
-            session.member.outbox.close(POLICY, "flooding")
+            session.member.outbox.close(CloseCode.POLICY, "flooding")
         else:
             session.member.send(protocol.error("rate_limited", message))
 
@@ -343,7 +288,7 @@ class ChatServer:
             login = self.authenticate(request) if self.authenticate is not None else None
             if login is None:
                 return {"user": None, "ticket": None}
-            return {"user": login.user, "ticket": self.ticket_for(login)}
+            return {"user": login.user, "ticket": self.gate.ticket_for(login)}
 
         @router.get("/healthz", tags=["chat"], summary="Health (503 when degraded); counts for the logged in")
         async def healthz(request: Request) -> JSONResponse:
@@ -376,7 +321,7 @@ class ChatAPI(FastAPI):
         if is_chat_socket(scope):
             scope["app"] = self
             await self.state.chat.serve_websocket(scope, receive, send)
-        elif scope["type"] == "http" and not self.state.chat.http_allowed(scope):
+        elif scope["type"] == "http" and not self.state.chat.gate.http_allowed(scope):
             await bad_host(scope, receive, send)
         else:
             await super().__call__(scope, receive, send)
@@ -397,7 +342,7 @@ async def refuse(scope: Scope, send: Send, status: int, reason: str) -> None:
                                 (b"content-length", str(len(body)).encode())]})
         await send({"type": "websocket.http.response.body", "body": body})
     else:
-        await send({"type": "websocket.close", "code": POLICY})  # before accept: HTTP 403
+        await send({"type": "websocket.close", "code": CloseCode.POLICY})  # before accept: HTTP 403
 
 
 def cors_options(settings: Settings) -> dict[str, Any]:
@@ -420,7 +365,8 @@ def is_chat_socket(scope: Scope) -> bool:
 
 def route_path(scope: Scope) -> str:
     """The request path below the app's ``root_path``, as Starlette's router sees it."""
-    path, root = scope["path"], scope.get("root_path", "")
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
     if root and path.startswith(root) and path[len(root):len(root) + 1] in ("", "/"):
         return path[len(root):]
     return path

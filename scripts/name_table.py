@@ -11,12 +11,8 @@ from __future__ import annotations
 
 import io
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from chat_core.names import BadName, check  # noqa: E402
+from chat_core.names import BadName, check
 
 CASES = [
     # look-alikes of alice

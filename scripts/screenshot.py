@@ -21,8 +21,16 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
 CONVERSATION = [
     ("alice", "Hi Bob! This chat runs on the same port as the Gradio page."),
     ("bob", "Hello Alice. The plain page at /chat shows this room too."),
@@ -66,23 +74,38 @@ def main() -> None:
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
-        proc = subprocess.Popen([sys.executable, "gradio_app.py", "--host", "127.0.0.1", "--port", str(port),
-                                 "--db", str(Path(tmp) / "chat.db")], cwd=ROOT, env=env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "gradio_app.py",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--db",
+                str(Path(tmp) / "chat.db"),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.STDOUT,
+        )
         try:
             wait_healthy(url, proc)
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
                 pages = {}
                 for name in ("alice", "bob"):
-                    context = browser.new_context(viewport={"width": args.width, "height": args.height},
-                                                  device_scale_factor=1)
+                    context = browser.new_context(
+                        viewport={"width": args.width, "height": args.height}, device_scale_factor=1
+                    )
                     page = context.new_page()
                     page.goto(url)
                     page.get_by_test_id("chat-name").fill(name)
                     page.get_by_test_id("chat-join").click()
-                    expect(page.get_by_test_id("chat-status")).to_have_attribute("data-state", "connected",
-                                                                                 timeout=30_000)
+                    expect(page.get_by_test_id("chat-status")).to_have_attribute(
+                        "data-state", "connected", timeout=30_000
+                    )
                     pages[name] = page
                 for name, text in CONVERSATION:
                     box = pages[name].get_by_test_id("chat-input")
@@ -90,7 +113,8 @@ def main() -> None:
                     box.press("Enter")
                     for page in pages.values():
                         expect(page.locator('[data-testid="chat-messages"] li[data-id]').last).to_contain_text(
-                            text.split("\n")[-1], timeout=10_000)
+                            text.split("\n")[-1], timeout=10_000
+                        )
                 pages["bob"].get_by_test_id("chat-input").fill("typing…")
                 shots = []
                 for name, page in pages.items():
@@ -102,8 +126,9 @@ def main() -> None:
             proc.terminate()
             proc.wait(timeout=20)
         gap = 16
-        sheet = Image.new("RGB", (sum(s.width for s in shots) + gap * (len(shots) - 1),
-                                  max(s.height for s in shots)), (200, 200, 200))
+        sheet = Image.new(
+            "RGB", (sum(s.width for s in shots) + gap * (len(shots) - 1), max(s.height for s in shots)), (200, 200, 200)
+        )
         x = 0
         for shot in shots:
             sheet.paste(shot, (x, 0))

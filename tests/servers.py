@@ -9,16 +9,27 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 # Abuse limits off, and names not reserved after their holder leaves: tests about
 # something else reconnect and send in bursts on purpose (the limit tests set their own).
-NO_LIMITS = {"CHAT_RATE": "0", "CHAT_JOIN_RATE": "0", "CHAT_MAX_CONN_PER_IP": "0", "CHAT_FRAME_RATE": "0",
-             "CHAT_IP_RATE": "0", "CHAT_IP_JOIN_RATE": "0", "CHAT_CONN_RATE": "0", "CHAT_ROOM_RATE": "0",
-             "CHAT_NAME_RATE": "0", "CHAT_MAX_ROOMS": "0", "CHAT_NAME_RESERVE": "0",
-             "CHAT_MAX_HALF_OPEN_PER_IP": "0"}
+NO_LIMITS = {
+    "CHAT_RATE": "0",
+    "CHAT_JOIN_RATE": "0",
+    "CHAT_MAX_CONN_PER_IP": "0",
+    "CHAT_FRAME_RATE": "0",
+    "CHAT_IP_RATE": "0",
+    "CHAT_IP_JOIN_RATE": "0",
+    "CHAT_CONN_RATE": "0",
+    "CHAT_ROOM_RATE": "0",
+    "CHAT_NAME_RATE": "0",
+    "CHAT_MAX_ROOMS": "0",
+    "CHAT_NAME_RESERVE": "0",
+    "CHAT_MAX_HALF_OPEN_PER_IP": "0",
+}
 
 
 def free_port() -> int:
@@ -30,9 +41,15 @@ def free_port() -> int:
 class ServerProcess:
     """``python -m chat_core`` (or any command given) on 127.0.0.1:port; restartable on the same port."""
 
-    def __init__(self, args: Sequence[str] = (), env: Optional[dict] = None, port: Optional[int] = None,
-                 command: Optional[Sequence[str]] = None, log_path: Optional[Path] = None,
-                 preexec_fn=None) -> None:
+    def __init__(
+        self,
+        args: Sequence[str] = (),
+        env: Optional[dict] = None,
+        port: Optional[int] = None,
+        command: Optional[Sequence[str]] = None,
+        log_path: Optional[Path] = None,
+        preexec_fn=None,
+    ) -> None:
         self.port = port or free_port()
         self.args = list(args)
         # Abuse limits are off unless a test sets them: most tests send in bursts on purpose.
@@ -51,11 +68,15 @@ class ServerProcess:
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 
-    def start(self, timeout: float = 30.0, health: str = "/healthz") -> "ServerProcess":
+    def start(self, timeout: float = 30.0, health: str = "/healthz") -> ServerProcess:
         self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [*self.command, "--host", "127.0.0.1", "--port", str(self.port), *self.args],
-            cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn,
+            cwd=ROOT,
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -92,7 +113,7 @@ class ServerProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
 
-    def __enter__(self) -> "ServerProcess":
+    def __enter__(self) -> ServerProcess:
         return self.start() if self.proc is None else self
 
     def __exit__(self, *exc: object) -> None:

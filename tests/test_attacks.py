@@ -38,8 +38,9 @@ def run(coro, timeout=90):
 def limited(tmp_path: Path, *args: str, env=None, name="s") -> ServerProcess:
     """A server with the default limits (the suite's other servers turn them off)."""
     off = {k: "" for k in NO_LIMITS}
-    return ServerProcess(["--db", str(tmp_path / f"{name}.db"), *args], env={**off, **(env or {})},
-                         log_path=tmp_path / f"{name}.log")
+    return ServerProcess(
+        ["--db", str(tmp_path / f"{name}.db"), *args], env={**off, **(env or {})}, log_path=tmp_path / f"{name}.log"
+    )
 
 
 def get(url: str, headers=None) -> tuple[int, dict]:
@@ -60,6 +61,7 @@ async def open_from(url: str, address: str, **kwargs) -> Client:
 
 
 # --- limits that a reconnect used to reset -----------------------------------
+
 
 def test_reconnect_loops_from_one_address_get_only_the_documented_rate(tmp_path: Path) -> None:
     """16 loops of connect, join (a new room each time), send 10, close, for 4 s: before,
@@ -96,13 +98,16 @@ def test_reconnect_loops_from_one_address_get_only_the_documented_rate(tmp_path:
         took = time.monotonic() - t0
         await asyncio.sleep(0.5)
         return took, counts
+
     with srv:
         took, counts = run(go())
         _, rooms = get(srv.url + "/api/rooms")
         stored = sum(r["last_id"] for r in rooms["rooms"])
         created = [r for r in rooms["rooms"] if r["room"] != "lobby"]
-        print(f"{took:.1f}s of attack: {stored} messages stored, {len(created)} rooms, "
-              f"{counts['refused_handshakes']} handshakes refused (429)")
+        print(
+            f"{took:.1f}s of attack: {stored} messages stored, {len(created)} rooms, "
+            f"{counts['refused_handshakes']} handshakes refused (429)"
+        )
         assert stored <= 20 + 10 * took + 10, stored
         assert len(created) <= 5 + 0.1 * took + 1, created
         assert counts["refused_handshakes"] > 0  # conn_rate: 2 a second, bursts of 20
@@ -125,8 +130,12 @@ def test_every_frame_counts_towards_the_flood_close(tmp_path: Path) -> None:
         return answers, info.value.rcvd.code if info.value.rcvd else 0
 
     with srv:
-        for frame in ['{"type":"ping"}', '{"type":"nope"}', "not json",
-                      '{"type":"join","payload":{"user":"x","room":"lobby"}}']:
+        for frame in [
+            '{"type":"ping"}',
+            '{"type":"nope"}',
+            "not json",
+            '{"type":"join","payload":{"user":"x","room":"lobby"}}',
+        ]:
             answers, code = run(flood(frame))
             print(f"{frame!r}: {answers} answers, close {code}")
             assert code == 1008 and answers < 200, (frame, answers, code)
@@ -153,6 +162,7 @@ def test_messages_are_limited_per_name_across_connections(tmp_path: Path) -> Non
                     got += 1
         except asyncio.TimeoutError:
             return got
+
     with srv:
         got = run(go())
         print(f"one name over 8 connections: {got} of 80 messages through")
@@ -160,6 +170,7 @@ def test_messages_are_limited_per_name_across_connections(tmp_path: Path) -> Non
 
 
 # --- names and tokens ------------------------------------------------------------
+
 
 def test_a_name_stays_reserved_for_its_token_and_a_later_taker_gets_a_new_one(tmp_path: Path) -> None:
     srv = limited(tmp_path, "--name-reserve", "2", env={"CHAT_CONN_RATE": "0"})
@@ -189,6 +200,7 @@ def test_a_name_stays_reserved_for_its_token_and_a_later_taker_gets_a_new_one(tm
         assert (await old.recv())["code"] == "bad_token"
         assert await thief.nothing_within(0.3)
         return token, new_token
+
     with srv:
         token, new_token = run(go())
     db = sqlite3.connect(tmp_path / "s.db")
@@ -207,6 +219,7 @@ def test_tokens_expire(tmp_path: Path) -> None:
         b = await Client.open(srv.ws_url)
         await b.send({"type": "join", "payload": {"user": "carol", "token": token}})
         assert (await b.recv())["code"] == "bad_token"  # expired: it cannot take over the holder
+
     with srv:
         run(go())
 
@@ -221,13 +234,23 @@ def test_look_alike_names_are_the_same_name(tmp_path: Path, lookalike: str) -> N
         b = await Client.open(srv.ws_url)
         await b.send({"type": "join", "payload": {"user": lookalike}})
         return (await b.recv())["code"]
+
     with srv:
         assert run(go()) == "name_taken"
 
 
-@pytest.mark.parametrize("name,code", [("\u3164", "bad_name"), ("\u2800", "bad_name"),
-                                       ("a" + "\u0301" * 31, "bad_name"), ("\ufdfd" * 32, "bad_name"),
-                                       ("👩\u200d💻", None), ("❤\ufe0f", None), ("李小龍", None)])
+@pytest.mark.parametrize(
+    "name,code",
+    [
+        ("\u3164", "bad_name"),
+        ("\u2800", "bad_name"),
+        ("a" + "\u0301" * 31, "bad_name"),
+        ("\ufdfd" * 32, "bad_name"),
+        ("👩\u200d💻", None),
+        ("❤\ufe0f", None),
+        ("李小龍", None),
+    ],
+)
 def test_invisible_and_monstrous_names_are_refused_and_emoji_names_accepted(tmp_path: Path, name, code) -> None:
     srv = ServerProcess(["--db", str(tmp_path / "s.db")], log_path=tmp_path / "s.log")
 
@@ -236,6 +259,7 @@ def test_invisible_and_monstrous_names_are_refused_and_emoji_names_accepted(tmp_
         await c.send({"type": "join", "payload": {"user": name}})
         frame = await c.recv_type("welcome") if code is None else await c.recv()
         return frame
+
     with srv:
         frame = run(go())
         if code is None:
@@ -250,18 +274,25 @@ def test_nul_in_a_message_is_refused(server: ServerProcess) -> None:
         await c.join("nul")
         await c.say("a\x00b")
         return (await c.recv_type("error"))["code"]
+
     assert run(go()) == "bad_text"
 
 
 # --- hosts and origins -----------------------------------------------------------
 
+
 def handshake_status(port: int, host: str, origin: str) -> int:
     """The HTTP status a WebSocket handshake to /ws with exactly these Host and Origin gets."""
     import socket
+
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall((f"GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n"
-                      "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n"
+                "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         return int(sock.recv(200).split(b" ", 2)[1])
 
 
@@ -275,8 +306,9 @@ def test_dns_rebinding_another_host_name_on_loopback_is_refused(tmp_path: Path) 
         assert handshake_status(port, f"evil.test:{port}", f"http://evil.test:{port}") == 403
         assert handshake_status(port, f"localhost:{port}", f"http://localhost:{port}") == 101
         assert handshake_status(port, f"[::1]:{port}", f"http://[::1]:{port}") == 101
-    allowed = ServerProcess(["--db", str(tmp_path / "s2.db"), "--allowed-hosts", "evil.test"],
-                            log_path=tmp_path / "s2.log")
+    allowed = ServerProcess(
+        ["--db", str(tmp_path / "s2.db"), "--allowed-hosts", "evil.test"], log_path=tmp_path / "s2.log"
+    )
     with allowed:
         assert get(allowed.url + "/api/rooms", {"Host": f"evil.test:{allowed.port}"})[0] == 200
         assert handshake_status(allowed.port, f"evil.test:{allowed.port}", f"http://evil.test:{allowed.port}") == 101
@@ -284,11 +316,17 @@ def test_dns_rebinding_another_host_name_on_loopback_is_refused(tmp_path: Path) 
 
 # --- start-up and failures you can see ---------------------------------------------
 
+
 def test_a_corrupt_database_stops_python_m_chat_core_with_one_line(tmp_path: Path) -> None:
     db = tmp_path / "chat.db"
     db.write_bytes(b"this is not a database" * 100)
-    done = subprocess.run([sys.executable, "-m", "chat_core", "--db", str(db), "--port", "0"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [sys.executable, "-m", "chat_core", "--db", str(db), "--port", "0"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode != 0
     lines = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert lines == [lines[-1]] and str(db) in lines[-1] and "not a database" in lines[-1], lines
@@ -302,6 +340,7 @@ def test_a_failing_disk_degrades_health_names_the_cause_once_and_recovers(tmp_pa
 
     def small_disk() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+
     srv = ServerProcess(["--db", str(tmp_path / "s.db")], log_path=tmp_path / "s.log", preexec_fn=small_disk)
     srv.start()
 
@@ -339,11 +378,14 @@ def test_a_failing_disk_degrades_health_names_the_cause_once_and_recovers(tmp_pa
         assert await outcome(c) == "stored"
         assert get(srv.url + "/healthz")[0] == 200
         return first_failure, more
+
     try:
         failed_at, more = run(go())
         log = srv.log_text()
-        print(f"first refused message: #{failed_at}; then {more}; log:\n" + "\n".join(
-            line for line in log.splitlines() if "chat history" in line))
+        print(
+            f"first refused message: #{failed_at}; then {more}; log:\n"
+            + "\n".join(line for line in log.splitlines() if "chat history" in line)
+        )
         outages = [line for line in log.splitlines() if "could not be stored" in line]
         recoveries = [line for line in log.splitlines() if "writes work again after" in line]
         # each outage named once with its cause, however many batches failed in it
@@ -359,6 +401,7 @@ def test_healthz_shows_counts_only_to_the_logged_in(tmp_path: Path) -> None:
     with srv:
         assert get(srv.url + "/healthz") == (200, {"status": "ok"})
         import base64
+
         basic = {"Authorization": "Basic " + base64.b64encode(b"ann:pw").decode()}
         code, body = get(srv.url + "/healthz", basic)
         assert code == 200 and "connections" in body

@@ -15,8 +15,13 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.mark.timeout(300)
 def test_quick_benchmark_runs_every_scenario(tmp_path):
     out = tmp_path / "r.json"
-    done = subprocess.run([sys.executable, "bench/run.py", "--quick", "--json", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=280)
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--quick", "--json", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "Busy room" in done.stdout and "websockets ref" in done.stdout and "app (chat_core)" in done.stdout
     assert "app (gradio_app.py)" in done.stdout

@@ -6,46 +6,27 @@ separate browser context (own localStorage), the way two people on two machines 
 Screenshots go to tests/artifacts/ (gitignored); look at them.
 
 Without Playwright or Chromium these tests skip, except under CI=true, where they fail.
+The `browser` and `people` fixtures are in conftest.py, made of tests/browsers.py.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import socket
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import pytest
 
-from servers import ROOT, ServerProcess
+from browsers import WAIT, Page, People, expect
+from servers import ServerProcess
 from test_gradio_app import start_server, start_shared_server
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(240)]
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
-ARTIFACTS = ROOT / "tests" / "artifacts"
-GRADIO_CDN = "https://gradio.s3-us-west-2.amazonaws.com/"
 MESSAGES = '[data-testid="chat-messages"]'
-WAIT = 20_000  # ms: a page waiting on the server
-
-
-def missing(why: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{why} (CI=true: browser tests must run)")
-    pytest.skip(why)
-
-
-try:
-    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
-except ImportError as exc:  # pragma: no cover - depends on the machine
-    _IMPORT_ERROR: Optional[ImportError] = exc
-else:
-    _IMPORT_ERROR = None
 
 
 # --- servers and the network between pages and server ---------------------
@@ -123,98 +104,10 @@ class Relay:
         self.cut()
 
 
-# --- the browser -------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator["Browser"]:
-    if _IMPORT_ERROR is not None:
-        missing(f"playwright is not installed: {_IMPORT_ERROR}")
-    if not os.path.exists(CHROMIUM):
-        missing(f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-    with sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-class People:
-    """Pages, one browser context each; records dialogs and uncaught page errors."""
-
-    def __init__(self, browser: "Browser", test_name: str) -> None:
-        self.browser = browser
-        self.test_name = test_name
-        self.contexts: list[BrowserContext] = []
-        self.dialogs: list[str] = []
-        self.errors: list[str] = []
-
-    def open(self, url: str, *, scheme: str = "light", width: int = 1200, height: int = 860,
-             route_cdn: bool = False) -> "Page":
-        context = self.browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
-        self.contexts.append(context)
-        if route_cdn:
-            serve_gradio_cdn_locally(context)
-        page = context.new_page()
-        page.set_default_timeout(WAIT)
-
-        def on_dialog(dialog) -> None:
-            self.dialogs.append(f"{dialog.type}: {dialog.message}")
-            dialog.dismiss()
-
-        page.on("dialog", on_dialog)
-        page.on("pageerror", lambda err: self.errors.append(str(err)))
-        console: list[str] = []
-        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
-        page.on("requestfailed", lambda req: console.append(f"failed: {req.url} {req.failure}"))
-        page.goto(url)
-        try:
-            page.get_by_test_id("chat-name").wait_for(state="visible", timeout=60_000)
-        except Exception as exc:
-            raise AssertionError(f"the chat widget did not show up at {url}; console: {console}") from exc
-        return page
-
-    def shot(self, page: "Page", label: str, full_page: bool = True) -> Path:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        path = ARTIFACTS / f"{self.test_name}-{label}.png"
-        page.screenshot(path=str(path), full_page=full_page)
-        return path
-
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
-
-
-@pytest.fixture
-def people(browser: "Browser", request: pytest.FixtureRequest) -> Iterator[People]:
-    crowd = People(browser, request.node.name)
-    yield crowd
-    crowd.close()
-    assert not crowd.dialogs, f"a dialog opened: {crowd.dialogs}"
-    assert not crowd.errors, f"uncaught errors in the page: {crowd.errors}"
-
-
-def serve_gradio_cdn_locally(context: "BrowserContext") -> None:
-    """Share pages load Gradio's frontend from its CDN; there is no internet here,
-    so answer those requests from the installed package's copy of the same files."""
-    import gradio
-
-    frontend = Path(gradio.__file__).parent / "templates" / "frontend"
-
-    def handle(route) -> None:
-        rel = re.sub(r"^\d+\.\d+\.\d+/", "", route.request.url.split("?", 1)[0][len(GRADIO_CDN):])
-        path = (frontend / rel).resolve()
-        if frontend in path.parents and path.is_file():
-            route.fulfill(path=str(path))
-        else:
-            route.fulfill(status=404, body="not in the local copy")
-
-    context.route(GRADIO_CDN + "**", handle)
-
-
 # --- acting like a person ---------------------------------------------------
 
 
-def join(page: "Page", name: str, room: str = "lobby") -> None:
+def join(page: Page, name: str, room: str = "lobby") -> None:
     page.get_by_test_id("chat-name").fill(name)
     if room != "lobby":
         page.locator('[data-role="new-room"] > summary').click()
@@ -225,7 +118,7 @@ def join(page: "Page", name: str, room: str = "lobby") -> None:
     expect(page.get_by_test_id("chat-status")).to_contain_text(f"#{room}")
 
 
-def say(page: "Page", text: str) -> None:
+def say(page: Page, text: str) -> None:
     box = page.get_by_test_id("chat-input")
     expect(box).to_be_enabled()
     box.fill(text)
@@ -233,28 +126,32 @@ def say(page: "Page", text: str) -> None:
     expect(box).to_have_value("")
 
 
-def expect_state(page: "Page", state: str, timeout: int = WAIT) -> None:
+def expect_state(page: Page, state: str, timeout: int = WAIT) -> None:
     expect(page.get_by_test_id("chat-status")).to_have_attribute("data-state", state, timeout=timeout)
 
 
-def expect_message(page: "Page", text: str, count: int = 1, timeout: int = WAIT) -> None:
+def expect_message(page: Page, text: str, count: int = 1, timeout: int = WAIT) -> None:
     items = page.locator(f"{MESSAGES} li[data-id] .chat-text").filter(has_text=re.compile(re.escape(text)))
     expect(items).to_have_count(count, timeout=timeout)
 
 
-def messages(page: "Page") -> list[tuple[int, str, str]]:
+def messages(page: Page) -> list[tuple[int, str, str]]:
     """(id, author, text) of every message in the list, top to bottom."""
-    return [tuple(row) for row in page.eval_on_selector_all(
-        f"{MESSAGES} li[data-id]",
-        "els => els.map(e => [Number(e.dataset.id), e.querySelector('.chat-author').textContent,"
-        " e.querySelector('.chat-text').textContent])")]
+    return [
+        tuple(row)
+        for row in page.eval_on_selector_all(
+            f"{MESSAGES} li[data-id]",
+            "els => els.map(e => [Number(e.dataset.id), e.querySelector('.chat-author').textContent,"
+            " e.querySelector('.chat-text').textContent])",
+        )
+    ]
 
 
-def users(page: "Page") -> list[str]:
+def users(page: Page) -> list[str]:
     return page.eval_on_selector_all('[data-testid="chat-users"] li[data-user]', "els => els.map(e => e.dataset.user)")
 
 
-def expect_users(page: "Page", names: list[str], timeout: int = WAIT) -> None:
+def expect_users(page: Page, names: list[str], timeout: int = WAIT) -> None:
     expect(page.locator('[data-testid="chat-users"] li[data-user]')).to_have_count(len(names), timeout=timeout)
     assert users(page) == names
 
@@ -298,7 +195,9 @@ def test_two_pages_chat_both_ways_and_a_late_page_sees_history(app_server: Serve
     carol = people.open(app_server.url)
     join(carol, "carol", room)
     assert [(m[1], m[2]) for m in messages(carol)] == [
-        ("alice", "Hello Bob, this is Alice."), ("bob", "Hi Alice!\nTwo lines from Bob.")]
+        ("alice", "Hello Bob, this is Alice."),
+        ("bob", "Hi Alice!\nTwo lines from Bob."),
+    ]
     expect_users(carol, ["alice", "bob", "carol"])
     expect_users(alice, ["alice", "bob", "carol"])
 
@@ -310,9 +209,11 @@ def test_two_pages_chat_both_ways_and_a_late_page_sees_history(app_server: Serve
     people.shot(carol, "carol-after-bob-left")
 
 
-XSS_TEXT = ('<img src=x onerror="window.__pwned=1;alert(1)"> <script>window.__pwned=2;alert(2)</script> '
-            '<a href="javascript:window.__pwned=3;alert(3)">click me</a> javascript:alert(4) '
-            '<b onmouseover=alert(5)>bold?</b> see https://example.com/page?q=1&r=2.')
+XSS_TEXT = (
+    '<img src=x onerror="window.__pwned=1;alert(1)"> <script>window.__pwned=2;alert(2)</script> '
+    '<a href="javascript:window.__pwned=3;alert(3)">click me</a> javascript:alert(4) '
+    "<b onmouseover=alert(5)>bold?</b> see https://example.com/page?q=1&r=2."
+)
 XSS_NAME = "<img src=y onerror=alert(6)>"
 
 
@@ -425,8 +326,10 @@ def contrast_script() -> str:
         const k = s.startsWith('color(') ? 255 : 1;
         return {r: m[0] * k, g: m[1] * k, b: m[2] * k, a: m.length > 3 ? m[3] : 1};
       };
-      const lum = c => { const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
-                         return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); };
+      const lum = c => {
+        const f = v => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+        return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b);
+      };
       const over = (top, under) => ({r: top.r * top.a + under.r * (1 - top.a), g: top.g * top.a + under.g * (1 - top.a),
                                      b: top.b * top.a + under.b * (1 - top.a), a: 1});
       const layers = [];
@@ -436,7 +339,8 @@ def contrast_script() -> str:
         if (c.a >= 1) break;
       }
       let bg = {r: 255, g: 255, b: 255, a: 1};
-      if (!layers.length || layers[layers.length - 1].a < 1) bg = rgb(getComputedStyle(document.documentElement).backgroundColor || 'rgb(255,255,255)');
+      if (!layers.length || layers[layers.length - 1].a < 1)
+        bg = rgb(getComputedStyle(document.documentElement).backgroundColor || 'rgb(255,255,255)');
       if (bg.a < 1) bg = rgb(getComputedStyle(document.body).backgroundColor);
       if (bg.a < 1) bg = {r: 255, g: 255, b: 255, a: 1};
       for (let i = layers.length - 1; i >= 0; i--) bg = over(layers[i], bg);
@@ -499,7 +403,9 @@ def test_phone_width_is_usable(app_server: ServerProcess, people: People) -> Non
     people.shot(plain, "phone-plain")
 
 
-def test_enter_sends_shift_enter_breaks_and_unread_count_while_scrolled_up(app_server: ServerProcess, people: People) -> None:
+def test_enter_sends_shift_enter_breaks_and_unread_count_while_scrolled_up(
+    app_server: ServerProcess, people: People
+) -> None:
     room = "scrolling"
     writer = people.open(app_server.url + "/chat")
     join(writer, "writer", room)
@@ -593,8 +499,12 @@ def test_uvicorn_under_a_path_prefix(tmp_path: Path, people: People) -> None:
         "port = int(sys.argv[sys.argv.index('--port') + 1])\n"
         "uvicorn.run(outer, host='127.0.0.1', port=port, log_level='warning')\n"
     )
-    srv = start_server(tmp_path, command=[sys.executable, "-c", script], health="/p/healthz",
-                       env={"CHAT_DB": str(tmp_path / "prefix.db")})
+    srv = start_server(
+        tmp_path,
+        command=[sys.executable, "-c", script],
+        health="/p/healthz",
+        env={"CHAT_DB": str(tmp_path / "prefix.db")},
+    )
     try:
         page = people.open(srv.url + "/p/")
         sockets: list[str] = []
@@ -657,7 +567,8 @@ def test_big_room_presence_and_replay_gap(tmp_path: Path, people: People) -> Non
         expect(gap).to_have_count(1)
         # the gap sits where the missing messages would be: right before "burst 4"
         assert lee.eval_on_selector(f"{MESSAGES} li.chat-gap", "el => el.nextElementSibling.dataset.id") == str(
-            messages(lee)[0][0])
+            messages(lee)[0][0]
+        )
         people.shot(lee, "gap")
     finally:
         relay.close()
@@ -670,7 +581,7 @@ def test_a_name_given_by_the_server_is_not_asked_for(app_server: ServerProcess, 
     attribute as the page is parsed (a rewritten page would no longer come from
     loopback, and Chromium would then refuse its WebSocket to loopback)."""
 
-    def page_with(attribute: str, value: str, routes: tuple = ()) -> "Page":
+    def page_with(attribute: str, value: str, routes: tuple = ()) -> Page:
         context = people.browser.new_context()
         people.contexts.append(context)
         context.add_init_script(
@@ -678,7 +589,8 @@ def test_a_name_given_by_the_server_is_not_asked_for(app_server: ServerProcess, 
             "new MutationObserver((_, seen) => {"
             "  const el = document.querySelector('[data-chat-widget]');"
             f"  if (el) {{ el.setAttribute({attribute!r}, {value!r}); seen.disconnect(); }}"
-            "}).observe(document, {childList: true, subtree: true});")
+            "}).observe(document, {childList: true, subtree: true});"
+        )
         for pattern, handler in routes:
             context.route(pattern, handler)
         page = context.new_page()
@@ -691,8 +603,11 @@ def test_a_name_given_by_the_server_is_not_asked_for(app_server: ServerProcess, 
     expect(zoe.get_by_test_id("chat-name")).to_have_value("zoe")
     assert zoe.get_by_test_id("chat-name").get_attribute("readonly") is not None
 
-    yan = page_with("data-user-url", "api/me",
-                    routes=((app_server.url + "/api/me", lambda route: route.fulfill(json={"user": "yan"})),))
+    yan = page_with(
+        "data-user-url",
+        "api/me",
+        routes=((app_server.url + "/api/me", lambda route: route.fulfill(json={"user": "yan"})),),
+    )
     expect_state(yan, "connected")
     expect(yan.get_by_test_id("chat-status")).to_contain_text("Connected as yan in #given-names")
     expect_users(yan, ["yan", "zoe"])

@@ -21,6 +21,7 @@ falsifying example for the others.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -39,7 +40,7 @@ from websockets.exceptions import ConnectionClosed
 
 from chat_core import names, protocol
 from chat_core.identity import Proof
-from chat_core.outbox import Outbox
+from chat_core.outbox import TaskOutbox
 from chat_core.protocol import Join, Msg, Ping, ProtocolError
 from chat_core.settings import Settings
 from chat_core.web import ChatServer, Session
@@ -57,7 +58,7 @@ def _section(start: str, end: str) -> str:
 # The error codes and close codes the docs define: the server may answer with nothing else.
 ERROR_CODES = set(re.findall(r"^\| `([a-z_]+)` \|", _section("### `error`", "## Close codes"), re.M))
 CLOSE_CODES = {int(c) for c in re.findall(r"^\| (\d{4}) \|", _section("## Close codes", "\n## ", ), re.M)}
-ROOM_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,31}")  # docs: 1–32 of A–Z a–z 0–9 _ - ., letter or digit first
+from chat_core.rules import ROOM_RE  # noqa: E402  (the one source; docs: 1–32 of A–Z a–z 0–9 _ - ., letter or digit first)
 
 
 def test_the_docs_tables_were_found():
@@ -85,7 +86,8 @@ SAFE_JSON = json_values(ints=INT64)  # what the oracle below can judge (orjson r
 
 NAMES = ["alice", "ALICE", " alice ", "Alice", "bob", "Bob", "ß", "SS", "ss", "ǅ", "ǆ", "x" * 32, "y" * 33,
          "bad\u0007bell", "zero\u200bwidth", "", "   ", "\u3000", "carol", "dave", " ẞ "]
-ROOMS = [None, "lobby", "Lobby", "red", "r.e-d_1", "x" * 32, "x" * 33, "-bad", ".bad", "bad room", "", "röd", 5, ["red"]]
+ROOMS = [None, "lobby", "Lobby", "red", "r.e-d_1", "x" * 32, "x" * 33, "-bad", ".bad", "bad room", "", "röd", 5,
+         ["red"]]
 SINCES = [None, 0, 1, 2, 3, 5, 8, 10 ** 6, 2 ** 63 - 1, -1, 1.5, 2.0, True, False, "3", [1]]
 VALID_TOKEN = "\x00valid-token\x00"  # replaced, when sent, by a real token for the frame's user
 OTHER_TOKEN = "\x00other-token\x00"  # replaced by a real token for some other name
@@ -116,7 +118,8 @@ GOOD_MSG = st.builds(lambda i: {"type": "msg", "payload": {"text": f"m{i}"}}, st
 def frame_values(max_text):
     """Python values to be sent as JSON: valid frames, near-valid ones and junk."""
     small_text = st.text(max_size=max_text + 3)
-    texts = small_text | st.sampled_from(["hi", "  ", "", "\t\n", "\u3000", "\u200b", "x" * max_text, "y" * (max_text + 1)])
+    texts = small_text | st.sampled_from(["hi", "  ", "", "\t\n", "\u3000", "\u200b", "x" * max_text,
+                                          "y" * (max_text + 1)])
     join = st.fixed_dictionaries({"type": st.just("join"), "payload": join_payloads(small_text)})
     msg = st.fixed_dictionaries({"type": st.just("msg"), "payload": st.fixed_dictionaries({"text": texts})})
     ping = st.fixed_dictionaries({"type": st.just("ping")}, optional={"payload": st.none() | st.just({}) | SAFE_JSON})
@@ -310,7 +313,7 @@ def note(text: str) -> None:
         pass
 
 
-class RecordingOutbox(Outbox):
+class RecordingOutbox(TaskOutbox):
     """An Outbox that also remembers, in order, every frame it accepted."""
 
     def __init__(self, *args: Any, log: list) -> None:
@@ -323,7 +326,7 @@ class RecordingOutbox(Outbox):
             self.log.append(json.loads(frame))
         return accepted
 
-    def put_many(self, frames: "list[str]") -> None:
+    def put_many(self, frames: list[str]) -> None:
         if not self.closed:
             self.log.extend(json.loads(f) for f in frames)
         super().put_many(frames)
@@ -609,7 +612,7 @@ def ids_per_stay(p: Peer) -> None:
     """Per peer: between one accepted join and the next, every msg is of that room, ids up by exactly 1."""
     cuts = p.joins + [(len(p.log), None)]
     assert not [f for f in p.log[:cuts[0][0]] if f["type"] == "msg"], "a msg before any join"
-    for (start, room), (end, _) in zip(cuts, cuts[1:]):
+    for (start, room), (end, _) in itertools.pairwise(cuts):
         msgs = [f["payload"] for f in p.log[start:end] if f["type"] == "msg"]
         assert all(m["room"] == room for m in msgs)
         ids = [m["id"] for m in msgs]
@@ -704,8 +707,12 @@ def test_hub_stays_consistent_under_well_formed_traffic(steps, limits):
 
 def test_hub_sequence_regressions():
     """Hand-picked sequences: case-folded names, token takeover, switching rooms and back with since."""
-    j = lambda user, **kw: ("send", kw.pop("slot", 0), ({"type": "join", "payload": {"user": user, **kw}}, True))
-    m = lambda slot, text: ("send", slot, ({"type": "msg", "payload": {"text": text}}, True))
+    def j(user, **kw):
+        return ("send", kw.pop("slot", 0), ({"type": "join", "payload": {"user": user, **kw}}, True))
+
+    def m(slot, text):
+        return ("send", slot, ({"type": "msg", "payload": {"text": text}}, True))
+
     steps = [
         j("ß", slot=0), j("SS", slot=1), j("ss", slot=1, token=VALID_TOKEN),
         m(1, "took it"), m(1, "2nd"), m(1, "3rd"), m(0, "gone?"),
@@ -772,7 +779,7 @@ class RandomFrames:
         k = r.random()
         if k < 0.08:
             return "binary", r.choice([bytes(r.randrange(256) for _ in range(r.randrange(40))),
-                                       b"\xff\xfe\xfd", b"\xc3\x28", b"\xed\xa0\x80", '{"type":"ping"}'.encode()])
+                                       b"\xff\xfe\xfd", b"\xc3\x28", b"\xed\xa0\x80", b'{"type":"ping"}'])
         if k < 0.10:  # invalid UTF-8, as a binary frame (as a text frame: see the test after this one)
             return "binary", r.choice(BAD_UTF8)
         if k < 0.11:
@@ -857,7 +864,8 @@ def test_real_server_survives_random_frames_while_others_chat(tmp_path):
                 except ConnectionClosed as exc:
                     code = exc.rcvd.code if exc.rcvd else None
                     stats["closes"][code] = stats["closes"].get(code, 0) + 1
-                    assert code == expect, f"seed {seed}: {kind} {str(data)[:80]!r} closed with {code}, expected {expect}"
+                    assert code == expect, (f"seed {seed}: {kind} {str(data)[:80]!r} closed with {code}, "
+                                            f"expected {expect}")
                     client = await Client.open(srv.ws_url, max_size=None)
                     continue
                 assert not isinstance(expect, int), f"seed {seed}: {kind} {str(data)[:80]!r} not closed with {expect}"

@@ -33,20 +33,38 @@ import pytest
 from servers import ROOT, ServerProcess
 
 SERVER_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
-TESTIDS = ["chat-name", "chat-join", "chat-input", "chat-send", "chat-messages", "chat-users",
-           "chat-status", "chat-room"]
+TESTIDS = [
+    "chat-name",
+    "chat-join",
+    "chat-input",
+    "chat-send",
+    "chat-messages",
+    "chat-users",
+    "chat-status",
+    "chat-room",
+]
 
 
 # --- helpers (shared with the browser tests) ----------------------------------
 
 
-def start_server(tmp_path: Path, *, command: Optional[list[str]] = None, args: tuple[str, ...] = (),
-                 env: Optional[dict[str, str]] = None, health: str = "/healthz",
-                 name: str = "server") -> ServerProcess:
+def start_server(
+    tmp_path: Path,
+    *,
+    command: Optional[list[str]] = None,
+    args: tuple[str, ...] = (),
+    env: Optional[dict[str, str]] = None,
+    health: str = "/healthz",
+    name: str = "server",
+) -> ServerProcess:
     """`python gradio_app.py --db <tmp>/<name>.db` (or `command`) on a free port, answering `health`."""
     db_args = ["--db", str(tmp_path / f"{name}.db")] if command is None else []
-    srv = ServerProcess([*db_args, *args], command=command or [sys.executable, "gradio_app.py"],
-                        env={**SERVER_ENV, **(env or {})}, log_path=tmp_path / f"{name}.log")
+    srv = ServerProcess(
+        [*db_args, *args],
+        command=command or [sys.executable, "gradio_app.py"],
+        env={**SERVER_ENV, **(env or {})},
+        log_path=tmp_path / f"{name}.log",
+    )
     srv.start(timeout=120, health=health)
     return srv
 
@@ -100,10 +118,14 @@ def start_shared_server(tmp_path: Path) -> tuple[ServerProcess, str, list[str]]:
     binary.parent.mkdir(parents=True)
     binary.write_text(FRPC_STAND_IN.format(python=sys.executable, record=str(record)))
     binary.chmod(0o755)
-    srv = start_server(tmp_path, args=("--share",), env={
-        "HF_HOME": str(home),
-        "GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9",  # the stand-in never dials it
-    })
+    srv = start_server(
+        tmp_path,
+        args=("--share",),
+        env={
+            "HF_HOME": str(home),
+            "GRADIO_SHARE_SERVER_ADDRESS": "127.0.0.1:9",  # the stand-in never dials it
+        },
+    )
     deadline = time.monotonic() + 40
     found = None
     while time.monotonic() < deadline and not found:  # the tunnel starts after the server answers
@@ -148,8 +170,7 @@ def both(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("both")
     launched = start_server(tmp, name="launch")
     try:
-        served = start_server(tmp, command=uvicorn_command(), env={"CHAT_DB": str(tmp / "uvicorn.db")},
-                              name="uvicorn")
+        served = start_server(tmp, command=uvicorn_command(), env={"CHAT_DB": str(tmp / "uvicorn.db")}, name="uvicorn")
     except BaseException:
         launched.stop()
         raise
@@ -158,9 +179,24 @@ def both(tmp_path_factory: pytest.TempPathFactory):
     launched.stop()
 
 
-PATHS = ["/", "/healthz", "/api/rooms", "/api/rooms/lobby/messages?since=0", "/api/rooms/bad%20room/messages",
-         "/chat", "/assets/chat.js", "/assets/chat.css", "/assets/page.html", "/assets/no-such-file.js",
-         "/openapi.json", "/docs", "/config", "/theme.css", "/gradio_api/info", "/no-such-page"]
+PATHS = [
+    "/",
+    "/healthz",
+    "/api/rooms",
+    "/api/rooms/lobby/messages?since=0",
+    "/api/rooms/bad%20room/messages",
+    "/chat",
+    "/assets/chat.js",
+    "/assets/chat.css",
+    "/assets/page.html",
+    "/assets/no-such-file.js",
+    "/openapi.json",
+    "/docs",
+    "/config",
+    "/theme.css",
+    "/gradio_api/info",
+    "/no-such-page",
+]
 
 
 @pytest.mark.timeout(300)
@@ -216,6 +252,7 @@ def test_share_asks_for_a_tunnel_to_this_host_and_port(tmp_path: Path) -> None:
         origin = public.rstrip("/")
         assert ws_join(public, "from-the-link", origin=origin)["user"] == "from-the-link"
         from websockets.exceptions import InvalidStatus
+
         with pytest.raises(InvalidStatus) as info:
             ws_join(public, "evil", origin="https://attacker.gradio.live")
         assert info.value.response.status_code == 403
@@ -223,14 +260,18 @@ def test_share_asks_for_a_tunnel_to_this_host_and_port(tmp_path: Path) -> None:
         srv.stop()
 
 
-def raw_handshake(port: int) -> tuple[str, "socket.socket"]:
+def raw_handshake(port: int) -> tuple[str, socket.socket]:
     """Open /ws by hand: (the response head, the socket), to see frames a client library would hide."""
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall((f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-                  f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
-                  f"Sec-WebSocket-Extensions: permessage-deflate\r\n"
-                  f"Origin: http://127.0.0.1:{port}\r\n\r\n").encode())
+    sock.sendall(
+        (
+            f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Extensions: permessage-deflate\r\n"
+            f"Origin: http://127.0.0.1:{port}\r\n\r\n"
+        ).encode()
+    )
     head = b""
     while b"\r\n\r\n" not in head:
         chunk = sock.recv(4096)
@@ -273,19 +314,37 @@ def test_chat_routes_claim_only_what_the_chat_serves() -> None:
             scope["method"] = method
         return routes.claims(scope)
 
-    for path in ("/api/rooms", "/api/rooms/lobby/messages", "/healthz", "/chat", "/openapi.json", "/docs",
-                 "/assets/chat.js", "/assets/chat.css"):
+    for path in (
+        "/api/rooms",
+        "/api/rooms/lobby/messages",
+        "/healthz",
+        "/chat",
+        "/openapi.json",
+        "/docs",
+        "/assets/chat.js",
+        "/assets/chat.css",
+    ):
         assert claims(path), path
         assert claims(path, root="/prefix"), path
     assert claims("/ws", kind="websocket") and claims("/ws", kind="websocket", root="/p")
     assert claims("/healthz", method="POST")  # the chat answers: 405
-    for path in ("/", "/config", "/theme.css", "/gradio_api/info", "/assets/index-DphvyggB.js",
-                 "/assets/../gradio_app.py", "/assets/", "/chat/x", "/file=x"):
+    for path in (
+        "/",
+        "/config",
+        "/theme.css",
+        "/gradio_api/info",
+        "/assets/index-DphvyggB.js",
+        "/assets/../gradio_app.py",
+        "/assets/",
+        "/chat/x",
+        "/file=x",
+    ):
         assert not claims(path), path
     assert not claims("/queue/join", kind="websocket")
 
 
 def test_spaces_bind_everywhere_and_keep_history_in_data(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import chat_core.settings
     import gradio_app
 
     no_flags = gradio_app.parse_args([])
@@ -296,22 +355,36 @@ def test_spaces_bind_everywhere_and_keep_history_in_data(tmp_path: Path, monkeyp
 
     data = tmp_path / "data"
     data.mkdir()
-    monkeypatch.setattr(gradio_app, "SPACE_DATA", data)
+    monkeypatch.setattr(chat_core.settings, "SPACE_DATA", data)  # the Space defaults' one place
     space = {"SPACE_ID": "me/chat"}
     assert gradio_app.settings_from(no_flags, space).db == str(data / "chat.db")
     assert gradio_app.settings_from(None, space).db == str(data / "chat.db")  # uvicorn gradio_app:app
     assert gradio_app.settings_from(no_flags, {}).db == "chat.db"  # not on a Space
     assert gradio_app.settings_from(no_flags, {**space, "CHAT_DB": "/x/y.db"}).db == "/x/y.db"
     assert gradio_app.settings_from(gradio_app.parse_args(["--db", "z.db"]), space).db == "z.db"
-    monkeypatch.setattr(gradio_app, "SPACE_DATA", tmp_path / "missing")  # a Space without storage
+    monkeypatch.setattr(chat_core.settings, "SPACE_DATA", tmp_path / "missing")  # a Space without storage
     assert gradio_app.settings_from(no_flags, space).db == "chat.db"
 
 
 def test_flags_cover_the_launch_options_and_the_chat_settings() -> None:
     import gradio_app
 
-    args = gradio_app.parse_args(["--host", "0.0.0.0", "--port", "9000", "--share", "--inbrowser",
-                                  "--db", "a.db", "--history-limit", "7", "--max-text", "99"])
+    args = gradio_app.parse_args(
+        [
+            "--host",
+            "0.0.0.0",
+            "--port",
+            "9000",
+            "--share",
+            "--inbrowser",
+            "--db",
+            "a.db",
+            "--history-limit",
+            "7",
+            "--max-text",
+            "99",
+        ]
+    )
     assert (args.host, args.port, args.share, args.inbrowser) == ("0.0.0.0", 9000, True, True)
     settings = gradio_app.settings_from(args, {})
     assert (settings.db, settings.history_limit, settings.max_text) == ("a.db", 7, 99)
@@ -338,7 +411,7 @@ def test_widget_markup_is_one_piece_with_stable_hooks() -> None:
     # relative URLs only, so a path prefix (root_path) keeps working
     for url in re.findall(r'(?:href|src)="([^"]+)"', page + gradio_app.WIDGET_HEAD):
         assert not url.startswith(("/", "http:", "https:")), url
-    assert re.search(r'assets/chat\.js\?v=\w+', gradio_app.WIDGET_HEAD)
+    assert re.search(r"assets/chat\.js\?v=\w+", gradio_app.WIDGET_HEAD)
 
 
 def test_readme_front_matter_matches_the_pinned_gradio() -> None:
@@ -348,7 +421,7 @@ def test_readme_front_matter_matches_the_pinned_gradio() -> None:
     text = readme.read_text() if readme.exists() else ""
     if not text.startswith("---"):
         text = (ROOT / "docs" / "app_readme_sections.md").read_text()
-        text = text[text.index("---"):]
+        text = text[text.index("---") :]
     front = text.split("---", 2)[1]
     fields = dict(line.split(":", 1) for line in front.strip().splitlines() if ":" in line)
     fields = {k.strip(): v.strip().strip('"') for k, v in fields.items()}
@@ -361,9 +434,19 @@ def test_readme_front_matter_matches_the_pinned_gradio() -> None:
 
 
 PROJECT_PY = ["gradio_app.py", "chat_core", "scripts", "tests", "bench"]
-NEWER_THAN_310 = [r"\bimport tomllib\b", r"\bTaskGroup\b", r"\btyping\.Self\b", r"from typing import .*\bSelf\b",
-                  r"\bExceptionGroup\b", r"except\*", r"\bdatetime\.UTC\b", r"\basyncio\.timeout\(",
-                  r"\bStrEnum\b", r"\bNotRequired\b", r"\bLiteralString\b"]
+NEWER_THAN_310 = [
+    r"\bimport tomllib\b",
+    r"\bTaskGroup\b",
+    r"\btyping\.Self\b",
+    r"from typing import .*\bSelf\b",
+    r"\bExceptionGroup\b",
+    r"except\*",
+    r"\bdatetime\.UTC\b",
+    r"\basyncio\.timeout\(",
+    r"\bStrEnum\b",
+    r"\bNotRequired\b",
+    r"\bLiteralString\b",
+]
 
 
 def test_runs_on_python_310() -> None:
@@ -378,15 +461,33 @@ def test_runs_on_python_310() -> None:
         ast.parse(source, filename=str(path), feature_version=(3, 10))
         for pattern in NEWER_THAN_310:
             assert not re.search(pattern, source), f"{path} uses {pattern}, newer than Python 3.10"
-    found = subprocess.run([sys.executable, "-c", "import sys, vermin; sys.exit(vermin.main())", "--target=3.10-", "--no-tips", "--violations",
-                            "--eval-annotations", *PROJECT_PY], cwd=ROOT, capture_output=True, text=True)
+    found = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, vermin; sys.exit(vermin.main())",
+            "--target=3.10-",
+            "--no-tips",
+            "--violations",
+            "--eval-annotations",
+            *PROJECT_PY,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     assert found.returncode == 0, found.stdout + found.stderr
     py310 = os.environ.get("PYTHON310")
     if not py310:
         return
-    done = subprocess.run([py310, "-c", "import gradio_app; print(type(gradio_app.app).__name__)"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **SERVER_ENV})
+    done = subprocess.run(
+        [py310, "-c", "import gradio_app; print(type(gradio_app.app).__name__)"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **SERVER_ENV},
+    )
     assert done.returncode == 0 and done.stdout.strip() == "FastAPI", done.stderr
 
 
@@ -420,8 +521,12 @@ def test_every_documented_command_writes_frames_straight_to_the_socket(both, tmp
     launched, plain = both
     assert writers_while_joined(launched.url) == (1, 1)
     assert writers_while_joined(plain.url) == (1, 0)
-    flagged = start_server(tmp_path, command=[*uvicorn_command(), *readme_uvicorn_flags()],
-                           env={"CHAT_DB": str(tmp_path / "flagged.db")}, name="flagged")
+    flagged = start_server(
+        tmp_path,
+        command=[*uvicorn_command(), *readme_uvicorn_flags()],
+        env={"CHAT_DB": str(tmp_path / "flagged.db")},
+        name="flagged",
+    )
     try:
         assert writers_while_joined(flagged.url) == (1, 1)
         ws_join(flagged.url, "second")  # and it chats
@@ -435,8 +540,14 @@ def test_a_second_app_on_the_same_database_is_refused_by_name(both) -> None:
     chat.db it would reuse the first one's message ids, so it stops at once and says why."""
     launched, _ = both
     db = launched.args[launched.args.index("--db") + 1]
-    second = subprocess.run([sys.executable, "gradio_app.py", "--db", db], cwd=ROOT, capture_output=True,
-                            text=True, timeout=90, env={**os.environ, **SERVER_ENV})
+    second = subprocess.run(
+        [sys.executable, "gradio_app.py", "--db", db],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, **SERVER_ENV},
+    )
     assert second.returncode == 1
     assert f"{db} is in use by another chat server (pid {launched.proc.pid})" in second.stderr
     assert "Running on" not in second.stdout

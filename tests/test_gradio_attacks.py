@@ -25,9 +25,10 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from browsers import People
 from servers import ROOT, free_port
-from test_browser_chat import People, browser, expect_state, people, start_server  # noqa: F401
-from test_gradio_app import readme_uvicorn_flags, uvicorn_command
+from test_browser_chat import expect_state
+from test_gradio_app import readme_uvicorn_flags, start_server, uvicorn_command
 from test_gradio_security import log_in, run
 from wsclient import fragmented_close_code
 
@@ -110,6 +111,7 @@ ws.onerror = () => {{ if (window.socket === "pending") window.socket = "refused"
             except InvalidStatus as exc:
                 return exc.response.status_code, exc.response.body or b""
             return 101, b""
+
         status, body = run(by_hand())
         assert status == 403 and b"no valid ticket" in body, (status, body)
         assert "ASGI callable returned without completing handshake" not in srv.log_text()
@@ -121,12 +123,12 @@ ws.onerror = () => {{ if (window.socket === "pending") window.socket = "refused"
 
 def xff_connections(url: str, n: int) -> int:
     """Open n sockets from 127.0.0.1, each claiming another client address; count the working ones."""
+
     async def go() -> int:
         socks, working = [], 0
         for i in range(n):
             try:
-                ws = await connect(url, open_timeout=5,
-                                   additional_headers={"X-Forwarded-For": f"10.9.{i}.1"})
+                ws = await connect(url, open_timeout=5, additional_headers={"X-Forwarded-For": f"10.9.{i}.1"})
             except InvalidStatus:
                 continue
             socks.append(ws)
@@ -139,14 +141,16 @@ def xff_connections(url: str, n: int) -> int:
         for ws in socks:
             await ws.close()
         return working
+
     return run(go())
 
 
 @pytest.mark.parametrize("command", ["python", "uvicorn"])
 def test_x_forwarded_for_from_loopback_does_not_dodge_the_address_cap(tmp_path: Path, command: str) -> None:
     env = {"CHAT_MAX_CONN_PER_IP": "20", "CHAT_CONN_RATE": "0"}
-    srv = start_server(tmp_path, env=env,
-                       command=[*uvicorn_command(), *readme_uvicorn_flags()] if command == "uvicorn" else None)
+    srv = start_server(
+        tmp_path, env=env, command=[*uvicorn_command(), *readme_uvicorn_flags()] if command == "uvicorn" else None
+    )
     try:
         working = xff_connections(srv.ws_url, 25)
         assert working == 20, working  # the cap counts the real peer, 127.0.0.1
@@ -173,12 +177,15 @@ def test_a_corrupt_database_stops_the_gradio_app_with_one_line(tmp_path: Path, c
     db = tmp_path / "chat.db"
     db.write_bytes(b"\x00garbage, not SQLite\x00" * 200)
     port = str(free_port())
-    argv = ([*uvicorn_command(), "--port", port] if command == "uvicorn"
-            else [sys.executable, "gradio_app.py", "--port", port, "--db", str(db)])
+    argv = (
+        [*uvicorn_command(), "--port", port]
+        if command == "uvicorn"
+        else [sys.executable, "gradio_app.py", "--port", port, "--db", str(db)]
+    )
     env = {"CHAT_DB": str(db), "GRADIO_ANALYTICS_ENABLED": "False", "PATH": "/usr/bin:/bin"}
     import os
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **env})
+
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=60, env={**os.environ, **env})
     out = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
     assert done.returncode != 0, out
     assert any(str(db) in line and "not a database" in line for line in out), out
@@ -217,7 +224,8 @@ def test_one_message_cannot_reorder_the_page(tmp_path: Path, people: People) -> 
         say(page, "after it")
         expect_message(page, "after it")
         styles = page.evaluate("""() => Array.from(document.querySelectorAll(
-            '[data-testid="chat-messages"] li[data-id] .chat-text, [data-testid="chat-messages"] li[data-id] .chat-author'))
+            '[data-testid="chat-messages"] li[data-id] .chat-text, ' +
+            '[data-testid="chat-messages"] li[data-id] .chat-author'))
             .map(el => [el.dir, getComputedStyle(el).unicodeBidi])""")
         assert styles and all(s == ["auto", "isolate"] for s in styles), styles
         people.shot(page, "bidi")

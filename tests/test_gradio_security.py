@@ -1,7 +1,7 @@
 """Issue 4 where Gradio is involved: its login in front of the UI, /ws and the API;
 a hostile page on another origin; SIGTERM under `python gradio_app.py`.
 
-Real servers, real Chromium (see test_browser_chat.py for the browser fixtures).
+Real servers, real Chromium (the browser fixtures are in conftest.py).
 """
 
 from __future__ import annotations
@@ -13,16 +13,17 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from browsers import People, expect
 from servers import ServerProcess
-from test_browser_chat import (People, browser, expect, expect_message, expect_state, people,  # noqa: F401
-                               say, start_server)
+from test_browser_chat import expect_message, expect_state, say
+from test_gradio_app import start_server
 from wsclient import Client
 
 pytestmark = [pytest.mark.timeout(240)]
@@ -46,6 +47,7 @@ def run(coro) -> object:
             out["value"] = asyncio.run(asyncio.wait_for(coro, 60))
         except BaseException as exc:  # handed to the test's thread
             out["error"] = exc
+
     t = threading.Thread(target=target)
     t.start()
     t.join()
@@ -87,6 +89,7 @@ def test_without_login_the_api_and_socket_refuse(auth_server: ServerProcess) -> 
         with pytest.raises(InvalidStatus) as info:
             await Client.open(auth_server.ws_url)
         assert info.value.response.status_code == 403
+
     run(go())
 
 
@@ -115,7 +118,7 @@ def test_gradio_login_names_the_chat_user(auth_server: ServerProcess, people: Pe
     page.get_by_label("username").fill("ann")
     page.get_by_label("password").fill("wrong")
     page.get_by_role("button", name="Login").click()
-    time.sleep(1)
+    expect(page.get_by_text("Incorrect Credentials")).to_be_visible()  # Gradio answered: refused
     assert page.get_by_test_id("chat-name").count() == 0
     page.goto(auth_server.url + "/chat")  # the plain page sends strangers to the login
     expect(page.get_by_label("password")).to_be_visible()
@@ -142,7 +145,7 @@ ws.onclose = (e) => {{ if (window.result !== "open") window.result = "closed:" +
         self.httpd.shutdown()
 
 
-def test_a_page_on_another_site_cannot_open_the_socket(tmp_path: Path, browser) -> None:  # noqa: F811
+def test_a_page_on_another_site_cannot_open_the_socket(tmp_path: Path, browser) -> None:
     srv = start_server(tmp_path)
     site = HostileSite(tmp_path, srv.port)
     try:
@@ -155,8 +158,12 @@ def test_a_page_on_another_site_cannot_open_the_socket(tmp_path: Path, browser) 
             assert json.loads(r.read())["connections"] == 0
         # the same browser on the chat's own page connects fine
         page.goto(srv.url + "/chat")
-        assert page.evaluate("""() => new Promise(ok => { const ws = new WebSocket(new URL('ws', location.href).href.replace(/^http/, 'ws'));
-            ws.onopen = () => ok('open'); ws.onerror = () => ok('error'); })""") == "open"
+        assert (
+            page.evaluate("""() => new Promise(ok => {
+            const ws = new WebSocket(new URL('ws', location.href).href.replace(/^http/, 'ws'));
+            ws.onopen = () => ok('open'); ws.onerror = () => ok('error'); })""")
+            == "open"
+        )
         context.close()
 
         async def by_hand() -> int:  # the same handshake, to see the server's answer
@@ -164,6 +171,7 @@ def test_a_page_on_another_site_cannot_open_the_socket(tmp_path: Path, browser) 
             with pytest.raises(InvalidStatus) as info:
                 await Client.open(srv.ws_url, origin=origin)
             return info.value.response.status_code
+
         assert run(by_hand()) == 403
     finally:
         site.close()
@@ -171,13 +179,14 @@ def test_a_page_on_another_site_cannot_open_the_socket(tmp_path: Path, browser) 
 
 
 def test_sigterm_under_gradio_closes_with_1001_and_exits_quickly(tmp_path: Path) -> None:
-    srv = start_server(tmp_path)
+    srv = start_server(tmp_path, args=("--commit-delay", "1"))  # messages still pending at SIGTERM
 
     async def go():
         a = await Client.open(srv.ws_url)
         _, _ = await a.join("alice")
         for i in range(50):
             await a.say(f"m{i}")
+        await asyncio.sleep(0.2)  # read by the server, held by --commit-delay
         t0 = time.monotonic()
         srv.proc.send_signal(signal.SIGTERM)
         with pytest.raises(ConnectionClosed) as info:
@@ -187,6 +196,7 @@ def test_sigterm_under_gradio_closes_with_1001_and_exits_quickly(tmp_path: Path)
                     echoed.append(frame["payload"]["text"])
         assert info.value.rcvd is not None and info.value.rcvd.code == 1001
         return t0
+
     echoed: list[str] = []
     try:
         t0 = run(go())
@@ -196,12 +206,13 @@ def test_sigterm_under_gradio_closes_with_1001_and_exits_quickly(tmp_path: Path)
         assert took < 5
     finally:
         srv.stop()
-    srv2 = start_server(tmp_path)
+    srv2 = start_server(tmp_path, args=("--commit-delay", "1"))
     try:
         with urllib.request.urlopen(srv2.url + "/api/rooms/lobby/messages", timeout=10) as r:
             stored = [m["text"] for m in json.loads(r.read())["messages"]]
         # Everything the server took in was written and echoed before it closed; what was
         # still on its way in when SIGTERM came was never accepted (the client resends it).
         assert stored == echoed == [f"m{i}" for i in range(len(stored))]
+        assert len(stored) == 50  # all were pending when SIGTERM came, and all were written
     finally:
         srv2.stop()

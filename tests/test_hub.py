@@ -2,11 +2,12 @@
 
 import asyncio
 import json
+import time
 
 import pytest
 
 from chat_core.hub import Hub
-from chat_core.outbox import Outbox
+from chat_core.outbox import TaskOutbox
 from chat_core.protocol import Join
 from chat_core.refusal import Refusal
 from chat_core.settings import Settings
@@ -17,7 +18,7 @@ class Peer:
     def __init__(self, hub, limit=1000):
         self.frames = []
         self.closed_with = None
-        self.outbox = Outbox(self._send, limit)
+        self.outbox = TaskOutbox(self._send, limit)
         self.member = hub.attach(self.outbox)
         self.outbox.start()
 
@@ -79,7 +80,10 @@ def test_join_order_history_welcome_notice_and_presence():
         assert b.types() == ["msg", "welcome", "join"]
         welcome = b.frames[1]["payload"]
         assert welcome["users"] == ["alice", "Bob"] and welcome["online"] == 2 and welcome["last_id"] == 1
-        assert a.frames[-1] == {"type": "join", "payload": {"user": "Bob", "ts": a.frames[-1]["payload"]["ts"], "room": "lobby"}}
+        notice = a.frames[-1]
+        assert notice["type"] == "join" and set(notice["payload"]) == {"user", "ts", "room"}
+        assert (notice["payload"]["user"], notice["payload"]["room"]) == ("Bob", "lobby")
+        assert abs(notice["payload"]["ts"] - time.time()) < 5
         with pytest.raises(Refusal) as e:
             await hub.join(Peer(hub).member, Join("BOB"))
         assert e.value.code == "name_taken"
@@ -100,7 +104,8 @@ def test_second_join_switches_room_and_rooms_stay_apart():
         hub.post(b.member, "python only")
         await settle()
         assert a.texts() == ["lobby only"] and b.texts() == ["python only"]
-        assert [f["type"] for f in a.frames][-3:] == ["leave", "msg", "msg"] or "leave" in a.types()
+        seen = [(f["type"], f["payload"]["user"], f["payload"]["room"]) for f in a.frames[-2:]]
+        assert seen == [("leave", "bob", "lobby"), ("msg", "alice", "lobby")]  # bob left, then only lobby's
         assert {r["room"]: r["online"] for r in hub.rooms_summary()} == {"lobby": 1, "python": 1}
     run_hub(t)
 
@@ -126,6 +131,7 @@ def test_big_rooms_coalesce_notices():
 def test_overflow_closes_only_the_slow_peer_with_1013():
     async def t(hub):
         fast = Peer(hub)
+        reader = Peer(hub, limit=5)  # the same limit, but reading: it must stay
         slow = Peer(hub, limit=5)
         gate = asyncio.Event()
 
@@ -135,12 +141,15 @@ def test_overflow_closes_only_the_slow_peer_with_1013():
             await slow._send(message)
         slow.outbox._send = stuck
         await hub.join(fast.member, Join("fast"))
+        await hub.join(reader.member, Join("reader"))
         await hub.join(slow.member, Join("slow"))
-        for i in range(20):
-            hub.post(fast.member, f"m{i}")
         await settle()
-        assert len(fast.texts()) == 20
-        assert slow.closed_with == 1013 and hub.overflow_closes == 1
+        for i in range(20):  # one message a batch: a peer that reads keeps up
+            hub.post(fast.member, f"m{i}")
+            await settle()
+        assert len(fast.texts()) == 20 and reader.texts() == [f"m{i}" for i in range(20)]
+        assert reader.closed_with is None and "reader" in hub.rooms["lobby"].members
+        assert slow.closed_with == 1013 and hub.stats()["overflow_closes"] == 1
         assert "slow" not in hub.rooms["lobby"].members
         gate.set()
     run_hub(t)
@@ -187,3 +196,87 @@ def test_since_replays_exactly_the_missed_and_marks_gaps():
         await settle()
         assert d.types()[0] == "welcome"
     run_hub(t, history_limit=3, replay_limit=4)
+
+
+def test_the_writer_survives_an_unexpected_error_and_health_says_so(caplog):
+    """A store that raises something nobody expected: logged once with its traceback,
+    the hub degraded with the reason, senders told, and the writer goes on."""
+    async def t(hub):
+        a = Peer(hub)
+        await hub.join(a.member, Join("alice"))
+        real_append = hub.store.append
+
+        async def broken(messages):
+            raise KeyError("a bug in the store")
+        hub.store.append = broken
+        with caplog.at_level("ERROR", logger="chat_core.writer"):
+            for i in range(3):
+                hub.post(a.member, f"lost {i}")
+                await settle()
+        assert [f["code"] for f in a.frames if f["type"] == "error"] == ["store_unavailable"] * 3
+        assert hub.health.value == "degraded" and "KeyError" in hub.health_reason
+        assert hub.stats()["failed_batches"] == 3
+        records = [r for r in caplog.records if r.name == "chat_core.writer"]
+        assert len(records) == 1 and records[0].exc_info is not None  # once, with the traceback
+        hub.store.append = real_append
+        hub.post(a.member, "kept")
+        await settle()
+        assert a.texts() == ["kept"] and hub.health.value == "ok" and hub.stats()["failed_batches"] == 0
+    run_hub(t)
+
+
+def test_welcome_lists_at_most_users_shown_and_counts_everyone():
+    async def t(hub):
+        peers = [Peer(hub) for _ in range(6)]
+        for i, p in enumerate(peers):
+            await hub.join(p.member, Join(f"u{i}"))
+        await settle()
+        welcome = next(f for f in peers[-1].frames if f["type"] == "welcome")["payload"]
+        assert welcome["users"] == ["u0", "u1", "u2"] and welcome["online"] == 6  # online > len(users)
+    run_hub(t, users_shown=3)
+
+
+def test_presence_frames_carry_left_and_cap_names_at_50_with_more():
+    async def t(hub):
+        watcher = Peer(hub)
+        await hub.join(watcher.member, Join("watcher"))
+        peers = [Peer(hub) for _ in range(60)]
+        for i, p in enumerate(peers):
+            await hub.join(p.member, Join(f"p{i:02}"))
+        await asyncio.sleep(0.15)
+        for p in peers[:3]:
+            hub.detach(p.member)
+        await asyncio.sleep(0.15)
+        frames = [f["payload"] for f in watcher.frames if f["type"] == "presence"]
+        joined = [n for f in frames for n in f["joined"]]
+        assert len(frames[0]["joined"]) <= 50 and sum(f["more"] for f in frames) == 60 - len(joined) > 0
+        assert frames[-1]["left"] == ["p00", "p01", "p02"] and frames[-1]["online"] == 58
+    run_hub(t, notice_limit=1, presence_interval=0.05)
+
+
+def test_history_limit_0_sends_none_and_replay_limit_0_sends_all_that_is_kept():
+    async def t(hub):
+        a = Peer(hub)
+        await hub.join(a.member, Join("alice"))
+        for i in range(30):
+            hub.post(a.member, f"m{i}")
+        await settle()
+        fresh = Peer(hub)
+        await hub.join(fresh.member, Join("fresh"))
+        assert fresh.texts() == []  # history_limit 0: none without since
+        back = Peer(hub)
+        await hub.join(back.member, Join("back", since=2))
+        await settle()
+        assert back.texts() == [f"m{i}" for i in range(2, 30)]  # replay_limit 0: all after since
+    run_hub(t, history_limit=0, replay_limit=0)
+
+
+def test_a_message_while_stopping_is_refused_with_shutting_down():
+    async def t(hub):
+        a = Peer(hub)
+        await hub.join(a.member, Join("alice"))
+        await hub.writer.stop(1.0)
+        with pytest.raises(Refusal) as e:
+            hub.post(a.member, "too late")
+        assert e.value.code == "shutting_down"
+    run_hub(t)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given, settings, strategies as st
 
 from chat_core.names import MAX_NAME, BadName, check, enforce, name_key
 
@@ -37,7 +36,10 @@ ACCEPTED = [
     ("\U0001f44d\U0001f3fd", "\U0001f44d\U0001f3fd"),  # 👍🏽 skin tone
     ("\U0001f469\U0001f3fd\u200d\U0001f4bb", "\U0001f469\U0001f3fd\u200d\U0001f4bb"),  # skin tone before ZWJ
     ("\U0001f3f3\ufe0f\u200d\U0001f308", "\U0001f3f3\ufe0f\u200d\U0001f308"),  # 🏳️‍🌈 FE0F before ZWJ
-    ("\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466", "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466"),
+    (
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466",
+        "\U0001f468\u200d\U0001f469\u200d\U0001f467\u200d\U0001f466",
+    ),
     ("\U0001f1fa\U0001f1e6", "\U0001f1fa\U0001f1e6"),  # flag: regional indicators
     ("1\ufe0f\u20e3", "1\ufe0f\u20e3"),  # keycap 1️⃣
     ("\u2764\ufe0f Bob", "\u2764\ufe0f Bob"),  # the space after FE0F survives
@@ -198,11 +200,52 @@ def test_name_key_is_fast() -> None:
 
 
 _INTERESTING = [
-    ZWJ, VS16, "\u20e3", " ", "\u3000", "\u00a0", "\u0301", "\u0323", "\u0489", "\u2800", "\u3164",
-    "\ufdfd", "\ufdfa", "\u00a8", "\u00b4", "\u2122", "\u00b7", "\u30fb", "\u0660", "\u06f0", "\u0375",
-    "\u05f3", "\u094d", "\u200c", "\u202e", "\x00", "\U0001f469", "\U0001f4bb", "\U0001f3fd", "\u2764",
-    "\U0001f1fa", "1", "#", "a", "I", "l", "\u0430", "\uff41", "\u674e", "\u1100", "\u1161", "\u11a8",
-    "\ufb01", "\u00df", "\u0130", "\u03c2",
+    ZWJ,
+    VS16,
+    "\u20e3",
+    " ",
+    "\u3000",
+    "\u00a0",
+    "\u0301",
+    "\u0323",
+    "\u0489",
+    "\u2800",
+    "\u3164",
+    "\ufdfd",
+    "\ufdfa",
+    "\u00a8",
+    "\u00b4",
+    "\u2122",
+    "\u00b7",
+    "\u30fb",
+    "\u0660",
+    "\u06f0",
+    "\u0375",
+    "\u05f3",
+    "\u094d",
+    "\u200c",
+    "\u202e",
+    "\x00",
+    "\U0001f469",
+    "\U0001f4bb",
+    "\U0001f3fd",
+    "\u2764",
+    "\U0001f1fa",
+    "1",
+    "#",
+    "a",
+    "I",
+    "l",
+    "\u0430",
+    "\uff41",
+    "\u674e",
+    "\u1100",
+    "\u1161",
+    "\u11a8",
+    "\ufb01",
+    "\u00df",
+    "\u0130",
+    "\u03c2",
 ]
 
 

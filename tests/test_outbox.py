@@ -5,10 +5,11 @@ client that stalls is closed with 1013 after the queue limit or the stall timeou
 
 import asyncio
 import json
-from typing import Callable, Optional
+from collections.abc import Callable
+from typing import Optional
 
-from chat_core.outbox import OVERFLOW, Outbox
-from chat_core.protocol import encode, wire
+from chat_core.outbox import DirectOutbox
+from chat_core.protocol import CloseCode, encode, wire
 
 
 class Socket:
@@ -54,7 +55,7 @@ class Conn:
         self.socket = Socket()
         self.sent_by_asgi: list = []
         self.closed_with: Optional[int] = None
-        self.outbox = Outbox(self._send, limit, writer=self.socket, stall_timeout=stall)
+        self.outbox = DirectOutbox(self._send, limit, self.socket, stall_timeout=stall)
         self.outbox.start()
 
     async def _send(self, message: dict) -> None:  # the connection's ASGI send
@@ -122,10 +123,10 @@ def test_overflow_closes_with_1013_and_drops_the_queue():
         c.socket.full = True
         accepted = [c.outbox.put(msg(i)) for i in range(8)]
         assert accepted == [True] * 5 + [False] * 3
-        assert c.outbox.closed and c.outbox.close_code == OVERFLOW and len(c.outbox) == 0
+        assert c.outbox.closed and c.outbox.close_code == CloseCode.TRY_AGAIN_LATER and len(c.outbox) == 0
         c.socket.full = False
         await asyncio.wait_for(c.outbox.task, 1)
-        assert c.closed_with == OVERFLOW
+        assert c.closed_with == CloseCode.TRY_AGAIN_LATER
     run(main())
 
 
@@ -143,9 +144,9 @@ def test_no_progress_for_the_stall_timeout_closes_with_1013():
         assert c.outbox.put(msg(3)) and not c.outbox.closed
         await asyncio.sleep(0.1)
         assert not c.outbox.put(msg(4))  # 0.25 s without taking a byte
-        assert c.outbox.close_code == OVERFLOW
+        assert c.outbox.close_code == CloseCode.TRY_AGAIN_LATER
         await asyncio.wait_for(c.outbox.task, 1)
-        assert c.closed_with == OVERFLOW and ids(c.socket.frames()) == [0, 1]
+        assert c.closed_with == CloseCode.TRY_AGAIN_LATER and ids(c.socket.frames()) == [0, 1]
     run(main())
 
 

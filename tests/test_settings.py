@@ -14,18 +14,24 @@ from chat_core.settings import SettingError, Settings
 from servers import ROOT
 
 
-@pytest.mark.parametrize("env,named", [
-    ({"CHAT_REQUIRE_ORIGIN": "ture"}, "--require-origin (CHAT_REQUIRE_ORIGIN): 'ture' is not a boolean"),
-    ({"CHAT_RATE": "fast"}, "--rate (CHAT_RATE): 'fast' is not a number"),
-    ({"CHAT_RATE": "nan"}, "--rate (CHAT_RATE): 'nan' is not a finite number"),
-    ({"CHAT_BURST": "2.5"}, "--burst (CHAT_BURST): '2.5' is not a whole number"),
-    ({"CHAT_TRUST_PROXY": "maybe"}, "--trust-proxy (CHAT_TRUST_PROXY): 'maybe' is not"),
-    ({"CHAT_TRUST_PROXY": "0"}, "--trust-proxy (CHAT_TRUST_PROXY): '0' is not"),
-    ({"CHAT_ALLOWED_ORIGINS": "example.org"}, "--allowed-origins (CHAT_ALLOWED_ORIGINS): 'example.org' is not an origin"),
-    ({"CHAT_ALLOWED_HOSTS": "http://x"}, "--allowed-hosts (CHAT_ALLOWED_HOSTS): 'http://x' is not a host name"),
-    ({"CHAT_AUTH": "nopassword"}, "--auth (CHAT_AUTH): auth entries are user:password"),
-    ({"CHAT_MAX_TEXT": "-1"}, "--max-text (CHAT_MAX_TEXT): -1 must not be negative"),
-])
+@pytest.mark.parametrize(
+    "env,named",
+    [
+        ({"CHAT_REQUIRE_ORIGIN": "ture"}, "--require-origin (CHAT_REQUIRE_ORIGIN): 'ture' is not a boolean"),
+        ({"CHAT_RATE": "fast"}, "--rate (CHAT_RATE): 'fast' is not a number"),
+        ({"CHAT_RATE": "nan"}, "--rate (CHAT_RATE): 'nan' is not a finite number"),
+        ({"CHAT_BURST": "2.5"}, "--burst (CHAT_BURST): '2.5' is not a whole number"),
+        ({"CHAT_TRUST_PROXY": "maybe"}, "--trust-proxy (CHAT_TRUST_PROXY): 'maybe' is not"),
+        ({"CHAT_TRUST_PROXY": "0"}, "--trust-proxy (CHAT_TRUST_PROXY): '0' is not"),
+        (
+            {"CHAT_ALLOWED_ORIGINS": "example.org"},
+            "--allowed-origins (CHAT_ALLOWED_ORIGINS): 'example.org' is not an origin",
+        ),
+        ({"CHAT_ALLOWED_HOSTS": "http://x"}, "--allowed-hosts (CHAT_ALLOWED_HOSTS): 'http://x' is not a host name"),
+        ({"CHAT_AUTH": "nopassword"}, "--auth (CHAT_AUTH): auth entries are user:password"),
+        ({"CHAT_MAX_TEXT": "-1"}, "--max-text (CHAT_MAX_TEXT): -1 must not be negative"),
+    ],
+)
 def test_a_bad_value_is_refused_with_one_line_naming_it(env: dict, named: str) -> None:
     with pytest.raises(SettingError) as info:
         Settings.from_env(env)
@@ -34,9 +40,15 @@ def test_a_bad_value_is_refused_with_one_line_naming_it(env: dict, named: str) -
 
 
 def test_good_values_pass() -> None:
-    s = Settings.from_env({"CHAT_REQUIRE_ORIGIN": "off", "CHAT_TRUST_PROXY": "2", "CHAT_RATE": "2.5",
-                           "CHAT_ALLOWED_ORIGINS": "https://*.hf.space, http://localhost:3000/",
-                           "CHAT_ALLOWED_HOSTS": "chat.example.org,*.example.org,[::1]"})
+    s = Settings.from_env(
+        {
+            "CHAT_REQUIRE_ORIGIN": "off",
+            "CHAT_TRUST_PROXY": "2",
+            "CHAT_RATE": "2.5",
+            "CHAT_ALLOWED_ORIGINS": "https://*.hf.space, http://localhost:3000/",
+            "CHAT_ALLOWED_HOSTS": "chat.example.org,*.example.org,[::1]",
+        }
+    )
     assert (s.require_origin, s.trust_proxy, s.rate) == (False, "2", 2.5)
     with pytest.raises(AttributeError):
         s.rate = 1  # type: ignore[misc]  # immutable

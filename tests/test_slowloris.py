@@ -18,16 +18,16 @@ import socket
 import sys
 import textwrap
 import time
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
+from typing import Optional
 
 import pytest
 import uvicorn
 from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
 
-from servers import ROOT, ServerProcess
-
 from chat_core.http_guard import GuardedHttpProtocol
+from servers import ServerProcess
 
 pytestmark = pytest.mark.timeout(15)
 
@@ -36,9 +36,9 @@ OTHER = "127.0.0.2"
 PARTIAL = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n"  # the blank line that ends the headers never comes
 GET = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"  # a complete request
 
-LAUNCHER = textwrap.dedent(f"""\
-    import argparse, sys
-    sys.path.insert(0, {str(ROOT)!r})
+# Run as `python -c LAUNCHER` in the repository root (ServerProcess's cwd), where chat_core is importable.
+LAUNCHER = textwrap.dedent("""\
+    import argparse
     import uvicorn
     from chat_core.http_guard import GuardedHttpProtocol
     from chat_core.settings import Settings
@@ -61,15 +61,22 @@ Start = Callable[..., ServerProcess]
 @pytest.fixture
 def start(tmp_path) -> Iterator[Start]:
     """Start a guarded chat server; every one started is stopped (by its pid) afterwards."""
-    launcher = tmp_path / "launch_guarded.py"
-    launcher.write_text(LAUNCHER)
     started: list[ServerProcess] = []
 
     def run(header_timeout: float = 0.0, max_half_open: int = 0) -> ServerProcess:
         n = len(started)
-        srv = ServerProcess(["--db", str(tmp_path / f"chat{n}.db"), "--header-timeout", str(header_timeout),
-                             "--max-half-open", str(max_half_open)],
-                            command=[sys.executable, str(launcher)], log_path=tmp_path / f"server{n}.log")
+        srv = ServerProcess(
+            [
+                "--db",
+                str(tmp_path / f"chat{n}.db"),
+                "--header-timeout",
+                str(header_timeout),
+                "--max-half-open",
+                str(max_half_open),
+            ],
+            command=[sys.executable, "-c", LAUNCHER],
+            log_path=tmp_path / f"server{n}.log",
+        )
         started.append(srv)
         return srv.start(timeout=10)
 
@@ -87,8 +94,9 @@ def sockets() -> Iterator[list[socket.socket]]:
         s.close()
 
 
-def open_socket(port: int, source: str = ATTACKER, send: bytes = PARTIAL,
-                keep: Optional[list[socket.socket]] = None) -> socket.socket:
+def open_socket(
+    port: int, source: str = ATTACKER, send: bytes = PARTIAL, keep: Optional[list[socket.socket]] = None
+) -> socket.socket:
     s = socket.socket()
     if keep is not None:
         keep.append(s)
@@ -109,7 +117,7 @@ def read_closed(s: socket.socket) -> bytes:
             if not chunk:
                 return data
             data += chunk
-    except (ConnectionResetError, socket.timeout):
+    except (TimeoutError, ConnectionResetError):
         return data
 
 
@@ -128,7 +136,9 @@ def closed_ones(socks: list[socket.socket], within: float) -> dict[int, float]:
             closed[socks.index(s)] = time.monotonic() - t0
 
 
-def dribble(s: socket.socket, interval: float, limit: float, line: Callable[[int], bytes]) -> tuple[Optional[float], bytes]:
+def dribble(
+    s: socket.socket, interval: float, limit: float, line: Callable[[int], bytes]
+) -> tuple[Optional[float], bytes]:
     """Send ``line(i)`` every ``interval`` s until the server closes (-> seconds it
     took, what it sent) or ``limit`` s pass (-> None, b'')."""
     t0 = time.monotonic()
@@ -191,6 +201,7 @@ def header_line(i: int) -> bytes:
 
 # (a)
 
+
 def test_header_deadline_closes_a_client_that_dribbles_headers(start, sockets):
     srv = start(header_timeout=1)
     s = open_socket(srv.port, keep=sockets)  # sends the request line and Host at t=0
@@ -201,6 +212,7 @@ def test_header_deadline_closes_a_client_that_dribbles_headers(start, sockets):
 
 
 # (b) and (c)
+
 
 def test_half_open_cap_per_address_keeps_the_server_available(start, sockets):
     srv = start(max_half_open=8)  # no deadline: only the cap is at work
@@ -253,6 +265,7 @@ def test_counter_released_on_deadline_and_on_complete_headers(start, sockets):
 
 # (d)
 
+
 def test_keep_alive_client_gets_a_fresh_deadline_per_request(start, sockets):
     srv = start(header_timeout=1)
     s = open_socket(srv.port, send=GET, keep=sockets)
@@ -286,11 +299,13 @@ def test_bare_crlfs_on_an_idle_connection_do_not_hold_it_open(start, sockets):
 
 # The counter itself, in-process: exact, never negative, addresses dropped at zero.
 
+
 async def _plain_app(scope: dict, receive: Callable, send: Callable) -> None:
     if scope["type"] == "http":
         peer = scope.get("extensions", {}).get("chat_core.peer", "")
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-length", str(len(peer)).encode())]})
+        await send(
+            {"type": "http.response.start", "status": 200, "headers": [(b"content-length", str(len(peer)).encode())]}
+        )
         await send({"type": "http.response.body", "body": peer.encode()})
     elif scope["type"] == "websocket":
         await receive()
@@ -306,7 +321,8 @@ def test_half_open_counter_is_exact_in_process():
         config.load()
         state = ServerState()
         server = await asyncio.get_running_loop().create_server(
-            lambda: cls(config=config, server_state=state, app_state={}), ATTACKER, 0)
+            lambda: cls(config=config, server_state=state, app_state={}), ATTACKER, 0
+        )
         port = server.sockets[0].getsockname()[1]
         counts = cls.half_open
 
@@ -353,8 +369,10 @@ def test_half_open_counter_is_exact_in_process():
 
         # Upgrading that same kept-alive connection to a WebSocket releases everything,
         # and no deadline is armed on it afterwards.
-        writer.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                     b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        writer.write(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        )
         assert (await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 1)).startswith(b"HTTP/1.1 101")
         assert counts() == {}
         with pytest.raises(asyncio.TimeoutError):  # still open well past header_timeout

@@ -42,9 +42,9 @@ WARMUP_SECONDS = min(15.0, max(3.0, SOAK_SECONDS / 4))
 ROOMS = [f"soak-{i}" for i in range(6)]
 HOSE = "soak-hose"
 HOSE_RATE = 30  # messages a second into the hose room
-HOSE_TEXT = "\U0001F600" * 8000  # 32 kB of UTF-8 (the server runs with --max-text 8000)
+HOSE_TEXT = "\U0001f600" * 8000  # 32 kB of UTF-8 (the server runs with --max-text 8000)
 HOSE_FRAME = json.dumps({"type": "msg", "payload": {"text": HOSE_TEXT}}, ensure_ascii=False)  # < max_frame
-BIG = "\U0001F600" * 2000  # 8 kB
+BIG = "\U0001f600" * 2000  # 8 kB
 REPLAY_LIMIT = 1000  # the server's default
 RSS_SLACK_MB = 20
 CLOSE_GRACE = 30.0  # seconds for the server to see every connection gone
@@ -104,8 +104,9 @@ class Run:
         sock.setblocking(False)
         try:
             await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", self.port)), 10)
-            return await Client.open(self.ws_url, sock=sock, max_queue=4, max_size=None,
-                                     ping_interval=None, close_timeout=5)
+            return await Client.open(
+                self.ws_url, sock=sock, max_queue=4, max_size=None, ping_interval=None, close_timeout=5
+            )
         except BaseException:
             sock.close()
             raise
@@ -189,8 +190,10 @@ class Session:
             want = list(range(first, top + 1))
             gap = {"after": since, "first": first} if first > since + 1 else None
             if ids != want or w["gap"] != gap:
-                run.problem(f"{who.name} in {room} since {since}: got ids {ids[:3]}..{ids[-3:]} gap {w['gap']}, "
-                            f"expected {want[:3]}..{want[-3:]} gap {gap}")
+                run.problem(
+                    f"{who.name} in {room} since {since}: got ids {ids[:3]}..{ids[-3:]} gap {w['gap']}, "
+                    f"expected {want[:3]}..{want[-3:]} gap {gap}"
+                )
             if gap:
                 run.add("gaps (more than replay_limit missed)")
         run.add("history msgs", len(ids))
@@ -364,10 +367,13 @@ def wait_until_idle(srv: ServerProcess, idle_tasks: Optional[int], timeout: floa
 @pytest.mark.soak
 @pytest.mark.timeout(int(WARMUP_SECONDS + SOAK_SECONDS + 4 * CLOSE_GRACE + 4 * NO_ANSWER + 120))
 def test_soak_connect_chat_stall_drop_reconnect(tmp_path):
-    seed = int(os.environ.get("SOAK_SEED") or random.randrange(2 ** 32))
+    seed = int(os.environ.get("SOAK_SEED") or random.randrange(2**32))
     print(f"\nSOAK_SEED={seed} SOAK_SECONDS={SOAK_SECONDS:g} SOAK_CLIENTS={CLIENTS} warm-up {WARMUP_SECONDS:g}s")
-    srv = ServerProcess(["--db", str(tmp_path / "soak.db"), "--outbox", "50", "--max-text", "8000"],
-                        env=MALLOC_ENV, log_path=tmp_path / "server.log")
+    srv = ServerProcess(
+        ["--db", str(tmp_path / "soak.db"), "--outbox", "50", "--max-text", "8000"],
+        env=MALLOC_ENV,
+        log_path=tmp_path / "server.log",
+    )
     people = [Identity("hose", hose=True)] + [Identity(f"c{i:03d}") for i in range(CLIENTS - 1)]
     t_start = time.monotonic()
     with srv:
@@ -414,4 +420,6 @@ def test_soak_connect_chat_stall_drop_reconnect(tmp_path):
         assert c.get("msgs received", 0) > c.get("msgs sent", 0) > 0, c
     log = srv.log_text()
     at = log.find("Traceback")
-    assert at < 0, f"{log.count('Traceback')} tracebacks in the server log, the first:\n{log[max(0, at - 300):at + 4000]}"
+    assert at < 0, (
+        f"{log.count('Traceback')} tracebacks in the server log, the first:\n{log[max(0, at - 300) : at + 4000]}"
+    )

@@ -18,6 +18,7 @@ def msgs(room, start, n):
 def make_store(request, tmp_path):
     def make(keep=0):
         return SQLiteStore(str(tmp_path / "h.db"), keep) if request.param == "sqlite" else MemoryStore(keep)
+
     return make
 
 
@@ -34,6 +35,7 @@ def test_append_after_last_ids(make_store):
         assert await s.after("nowhere", 0, 10) == []
         assert await s.count() == 7
         await s.close()
+
     asyncio.run(go())
 
 
@@ -43,7 +45,7 @@ def test_sqlite_survives_reopen_and_batches_are_atomic(tmp_path):
         s = SQLiteStore(path)
         await s.open()
         await s.append(msgs("a", 1, 3))
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 - any refusal: this test is about the batch being atomic
             await s.append(msgs("a", 4, 2) + msgs("a", 3, 1))  # id 3 again: whole batch refused
         await s.close()
         s2 = SQLiteStore(path)
@@ -51,6 +53,7 @@ def test_sqlite_survives_reopen_and_batches_are_atomic(tmp_path):
         assert [m.id for m in await s2.after("a", 0, 100)] == [1, 2, 3]
         assert (await s2.after("a", 2, 1))[0] == Message("a", 3, "u", "t3", 4.0)
         await s2.close()
+
     asyncio.run(go())
 
 
@@ -64,6 +67,7 @@ def test_keep_prunes_old_messages_but_not_the_newest_id(make_store):
         assert kept[-1].id == 400 and 150 <= len(kept) <= 250
         assert (await s.last_ids())["a"] == 400
         await s.close()
+
     asyncio.run(go())
 
 
@@ -87,16 +91,25 @@ def test_one_process_per_database_file(tmp_path):
 
     path = str(tmp_path / "sub" / "h.db")
     proc = subprocess.Popen(
-        [sys.executable, "-c", (
-            "import asyncio, sys\n"
-            "from chat_core.store import SQLiteStore\n"
-            "async def main():\n"
-            f"    s = SQLiteStore({path!r}); await s.open(); print('open', flush=True)\n"
-            "    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)\n"
-            "    await s.close(); print('closed', flush=True)\n"
-            "    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)\n"
-            "asyncio.run(main())\n")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        [
+            sys.executable,
+            "-c",
+            (
+                "import asyncio, sys\n"
+                "from chat_core.store import SQLiteStore\n"
+                "async def main():\n"
+                f"    s = SQLiteStore({path!r}); await s.open(); print('open', flush=True)\n"
+                "    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)\n"
+                "    await s.close(); print('closed', flush=True)\n"
+                "    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)\n"
+                "asyncio.run(main())\n"
+            ),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert proc.stdout.readline().strip() == "open"
         with pytest.raises(StoreInUse, match=f"pid {proc.pid}"):
@@ -106,6 +119,7 @@ def test_one_process_per_database_file(tmp_path):
             s = SQLiteStore(path)
             with pytest.raises(StoreInUse):
                 await s.open()
+
         asyncio.run(second())
         proc.stdin.write("\n")
         proc.stdin.flush()
@@ -117,6 +131,7 @@ def test_one_process_per_database_file(tmp_path):
             await s.open()
             await s.append(msgs("a", 1, 1))
             await s.close()
+
         asyncio.run(third())
     finally:
         proc.stdin.close()

@@ -14,7 +14,7 @@ class Client:
         self.conn = conn
 
     @classmethod
-    async def open(cls, url: str, **kwargs: Any) -> "Client":
+    async def open(cls, url: str, **kwargs: Any) -> Client:
         return cls(await connect(url, open_timeout=10, **kwargs))
 
     async def send(self, frame: Any) -> None:
@@ -37,7 +37,9 @@ class Client:
             if frame["payload"]["user"] == user:
                 return frame
 
-    async def join(self, user: str, room: Optional[str] = None, since: Optional[int] = None, **extra: Any) -> tuple[list[dict], dict]:
+    async def join(
+        self, user: str, room: Optional[str] = None, since: Optional[int] = None, **extra: Any
+    ) -> tuple[list[dict], dict]:
         """Send join; return (history msg frames, welcome)."""
         payload: dict[str, Any] = {"user": user, **extra}
         if room is not None:
@@ -81,7 +83,7 @@ async def fragmented_close_code(url: str, size: int = 100_000, piece: int = 30_0
         await ws.send(json.dumps({"type": "join", "payload": {"user": "frag"}}))
         text = json.dumps({"type": "msg", "payload": {"text": "x" * size}})
         try:
-            await ws.send(text[i:i + piece] for i in range(0, len(text), piece))
+            await ws.send(text[i : i + piece] for i in range(0, len(text), piece))
             while True:
                 await asyncio.wait_for(ws.recv(), 5)
         except ConnectionClosed as exc:

@@ -1,0 +1,402 @@
+/**
+ * The view: everything the widget does to the DOM of its [data-chat-widget] element.
+ *
+ * Every text from the network goes in through textContent or text nodes, never as
+ * markup (no innerHTML anywhere); links are made only for http(s) URLs. Each name and
+ * each text gets dir="auto": one message in another script cannot reorder the page.
+ * The data-testid and class names are the widget's public hooks (tests, chat.css).
+ */
+
+const LINK_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
+const TRAILING_PUNCT_RE = /[.,;:!?)\]}]+$/;
+const BOTTOM_SLACK_PX = 40;
+
+/** The http(s) URL itself, or null for anything else (javascript:, data:, ...). */
+export function safeHref(text) {
+  try {
+    const url = new URL(text);
+    return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+  } catch (e) {
+    return null;
+  }
+}
+
+/** `text` cut into [{text}, {text, href}, ...]: the http(s) URLs in it, and the rest. */
+export function linkParts(text) {
+  const parts = [];
+  const re = new RegExp(LINK_RE.source, LINK_RE.flags);
+  let last = 0;
+  let match;
+  while ((match = re.exec(text)) !== null) {
+    const raw = match[0];
+    let trimmed = raw.replace(TRAILING_PUNCT_RE, "");
+    // keep a closing bracket that belongs to the URL, as in https://en.wikipedia.org/wiki/Foo_(bar)
+    while (trimmed.length < raw.length && raw.charAt(trimmed.length) === ")" &&
+           trimmed.split("(").length > trimmed.split(")").length) {
+      trimmed += ")";
+    }
+    const href = trimmed ? safeHref(trimmed) : null;
+    if (!href) continue;
+    if (match.index > last) parts.push({ text: text.slice(last, match.index) });
+    parts.push({ text: trimmed, href });
+    last = match.index + trimmed.length;
+    re.lastIndex = last;
+  }
+  if (last < text.length) parts.push({ text: text.slice(last) });
+  return parts;
+}
+
+function formatTime(ts) {
+  const d = new Date(ts * 1000);
+  if (isNaN(d.getTime())) return { short: "", full: "", iso: "" };
+  return {
+    short: d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }),
+    full: d.toLocaleString(),
+    iso: d.toISOString(),
+  };
+}
+
+export function createView(root) {
+  const doc = root.ownerDocument;
+  const win = doc.defaultView;
+  const q = (id) => root.querySelector(`[data-testid="${id}"]`);
+  const el = {
+    joinForm: root.querySelector('[data-role="join-form"]'),
+    name: q("chat-name"),
+    room: q("chat-room"),
+    join: q("chat-join"),
+    newRoomBox: root.querySelector('[data-role="new-room"]'),
+    newRoom: q("chat-new-room"),
+    createRoom: q("chat-create-room"),
+    status: q("chat-status"),
+    error: q("chat-error"),
+    list: q("chat-messages"),
+    unread: q("chat-unread"),
+    online: q("chat-online"),
+    users: q("chat-users"),
+    composer: root.querySelector('[data-role="composer"]'),
+    input: q("chat-input"),
+    send: q("chat-send"),
+  };
+  const listeners = [];
+  let enabled = false; // the composer: a room is joined
+  let unread = 0;
+
+  function on(target, type, fn, capture) {
+    if (!target) return;
+    target.addEventListener(type, fn, !!capture);
+    listeners.push([target, type, fn, !!capture]);
+  }
+
+  function atBottom() {
+    const l = el.list;
+    return l.scrollHeight - l.scrollTop - l.clientHeight <= BOTTOM_SLACK_PX;
+  }
+
+  function scrollToBottom() {
+    el.list.scrollTop = el.list.scrollHeight;
+  }
+
+  function setUnread(n) {
+    unread = n;
+    const b = el.unread;
+    if (!b) return;
+    b.hidden = n <= 0;
+    b.textContent = n === 1 ? "1 new message ↓" : n + " new messages ↓";
+  }
+
+  function updateSend() {
+    el.input.disabled = !enabled;
+    el.send.disabled = !enabled || !el.input.value.trim();
+  }
+
+  function timeElement(ts) {
+    const t = formatTime(typeof ts === "number" ? ts : Date.now() / 1000);
+    const time = doc.createElement("time");
+    time.className = "chat-time";
+    time.textContent = t.short;
+    if (t.iso) time.setAttribute("datetime", t.iso);
+    time.title = t.full;
+    return time;
+  }
+
+  function appendLinkified(target, text) {
+    for (const part of linkParts(text)) {
+      if (!part.href) {
+        target.appendChild(doc.createTextNode(part.text));
+        continue;
+      }
+      const a = doc.createElement("a");
+      a.href = part.href;
+      a.textContent = part.text;
+      a.target = "_blank";
+      a.rel = "noopener noreferrer";
+      target.appendChild(a);
+    }
+  }
+
+  function renderMessage(item) {
+    const li = doc.createElement("li");
+    li.className = "chat-msg";
+    li.setAttribute("data-id", String(item.id));
+    li.setAttribute("data-user", item.user);
+    if (item.own) li.classList.add("chat-own");
+    const meta = doc.createElement("div");
+    meta.className = "chat-meta";
+    const author = doc.createElement("span");
+    author.className = "chat-author";
+    author.dir = "auto"; // each name and text its own direction: one message cannot reorder the page
+    author.textContent = item.user;
+    meta.appendChild(author);
+    meta.appendChild(timeElement(item.ts));
+    const body = doc.createElement("div");
+    body.className = "chat-text";
+    body.dir = "auto";
+    appendLinkified(body, item.text);
+    li.appendChild(meta);
+    li.appendChild(body);
+    return li;
+  }
+
+  function insertById(li, id) {
+    const items = el.list.querySelectorAll("li[data-id]");
+    for (const item of items) {
+      if (Number(item.getAttribute("data-id")) > id) {
+        el.list.insertBefore(li, item);
+        return;
+      }
+    }
+    el.list.appendChild(li);
+  }
+
+  function system(text, ts, before) {
+    const stick = atBottom();
+    const li = doc.createElement("li");
+    li.className = "chat-system";
+    const span = doc.createElement("span");
+    span.textContent = text;
+    li.appendChild(span);
+    li.appendChild(timeElement(ts));
+    if (before) el.list.insertBefore(li, before);
+    else el.list.appendChild(li);
+    if (stick) scrollToBottom();
+    return li;
+  }
+
+  function option(value, label) {
+    const opt = doc.createElement("option");
+    opt.value = value;
+    opt.textContent = label;
+    return opt;
+  }
+
+  function clearChildren(node) {
+    while (node.firstChild) node.removeChild(node.firstChild);
+  }
+
+  return {
+    el,
+
+    /** Wire the controls to the widget's handlers: join, pickRoom(room), roomsWanted, createRoom, send, wake. */
+    bind(h) {
+      on(root, "submit", (e) => e.preventDefault(), true);
+      on(el.joinForm, "submit", () => h.join());
+      on(el.room, "change", () => h.pickRoom(el.room.value));
+      on(el.room, "focus", () => h.roomsWanted());
+      on(el.room, "pointerdown", () => h.roomsWanted());
+      on(el.createRoom, "click", () => h.createRoom());
+      on(el.newRoom, "keydown", (e) => {
+        if (e.key === "Enter") { e.preventDefault(); h.createRoom(); }
+      });
+      on(el.composer, "submit", () => h.send());
+      on(el.input, "keydown", (e) => {
+        if (e.key === "Enter" && !e.shiftKey && !e.isComposing && e.keyCode !== 229) {
+          e.preventDefault();
+          h.send();
+        }
+      });
+      on(el.input, "input", updateSend);
+      on(el.list, "scroll", () => { if (atBottom()) setUnread(0); });
+      on(el.unread, "click", () => { scrollToBottom(); setUnread(0); });
+      // Back online, or back to a tab the browser had put to sleep: do not sit out the backoff.
+      on(win, "online", () => h.wake());
+      on(doc, "visibilitychange", () => { if (!doc.hidden) h.wake(); });
+      // disabled in the markup until now: a click before the widget was there would submit the form
+      if (el.join) el.join.disabled = false;
+      if (el.createRoom) el.createRoom.disabled = false;
+    },
+
+    destroy() {
+      for (const [target, type, fn, capture] of listeners) target.removeEventListener(type, fn, capture);
+      listeners.length = 0;
+    },
+
+    // --- status and errors
+
+    setStatus(state, text) {
+      el.status.setAttribute("data-state", state);
+      root.setAttribute("data-state", state);
+      if (el.status.textContent !== text) el.status.textContent = text;
+    },
+
+    showError(text) {
+      el.error.textContent = text;
+      el.error.hidden = false;
+    },
+
+    clearError() {
+      el.error.textContent = "";
+      el.error.hidden = true;
+    },
+
+    // --- the join bar
+
+    nameValue: () => el.name.value,
+    setName(name) { el.name.value = name; },
+    fixName(name) {
+      el.name.value = name;
+      el.name.readOnly = true;
+      el.name.title = "Your name comes from your login.";
+    },
+    focusName() { el.name.focus(); },
+    roomValue: () => el.room.value,
+    setRoom(room) { el.room.value = room; },
+    isRoomPickerFocused: () => doc.activeElement === el.room,
+    newRoomValue: () => el.newRoom.value,
+    resetNewRoom() {
+      el.newRoom.value = "";
+      if (el.newRoomBox) el.newRoomBox.open = false;
+    },
+    focusNewRoom() { el.newRoom.focus(); },
+
+    /** Fill the room picker with [{value, label}]; a list the user has open only grows. */
+    setRoomOptions(options, selected) {
+      const select = el.room;
+      const focused = doc.activeElement === select;
+      const same = select.options.length === options.length && options.every((o, i) => {
+        const have = select.options[i];
+        return have.value === o.value && have.textContent === o.label;
+      });
+      if (!same && !focused) {
+        clearChildren(select);
+        for (const o of options) select.appendChild(option(o.value, o.label));
+      } else if (!same) {
+        for (const o of options) {
+          if (!Array.from(select.options).some((have) => have.value === o.value)) {
+            select.appendChild(option(o.value, o.label));
+          }
+        }
+      }
+      if (selected) select.value = selected;
+    },
+
+    // --- the message list
+
+    clearList() {
+      clearChildren(el.list);
+      setUnread(0);
+    },
+
+    busy(on) {
+      el.list.setAttribute("aria-busy", on ? "true" : "false");
+    },
+
+    /** Messages (each new to the list) in id order; keep the reader's scroll position. */
+    addMessages(items, countUnread) {
+      if (!items.length) return;
+      const stick = atBottom();
+      let others = 0;
+      let mine = false;
+      for (const item of items) {
+        const li = renderMessage(item);
+        if (item.append) el.list.appendChild(li);
+        else insertById(li, item.id);
+        if (item.own) mine = true;
+        else others += 1;
+      }
+      if (stick || mine) scrollToBottom();
+      else if (countUnread) setUnread(unread + others);
+    },
+
+    markOwn(me) {
+      for (const li of el.list.querySelectorAll("li[data-id]")) {
+        li.classList.toggle("chat-own", li.getAttribute("data-user") === me);
+      }
+    },
+
+    system(text, ts) {
+      system(text, ts, null);
+    },
+
+    /** welcome.gap: messages after `after` and before `first` could not be replayed. */
+    addGap(gap) {
+      const key = gap.after + "-" + gap.first;
+      for (const li of el.list.querySelectorAll("li[data-gap]")) {
+        if (li.getAttribute("data-gap") === key) return;
+      }
+      let before = null;
+      for (const li of el.list.querySelectorAll("li[data-id]")) {
+        if (Number(li.getAttribute("data-id")) >= gap.first) { before = li; break; }
+      }
+      const li = system("Some earlier messages could not be loaded: this view has a gap here.", null, before);
+      li.classList.add("chat-gap");
+      li.setAttribute("data-gap", key);
+    },
+
+    scrollToBottom() {
+      scrollToBottom();
+      setUnread(0);
+    },
+
+    // --- people
+
+    renderUsers(names, me, online) {
+      const ul = el.users;
+      const mine = (me || "").toLowerCase();
+      clearChildren(ul);
+      for (const n of names) {
+        const li = doc.createElement("li");
+        li.className = "chat-user";
+        li.setAttribute("data-user", n);
+        const name = doc.createElement("span");
+        name.dir = "auto";
+        name.textContent = n;
+        li.appendChild(name);
+        if (n.toLowerCase() === mine) {
+          li.classList.add("chat-user-me");
+          const you = doc.createElement("span");
+          you.className = "chat-you";
+          you.textContent = " (you)";
+          li.appendChild(you);
+        }
+        ul.appendChild(li);
+      }
+      if (online > names.length) {
+        const more = doc.createElement("li");
+        more.className = "chat-user chat-user-more";
+        more.textContent = "and " + (online - names.length) + " more";
+        ul.appendChild(more);
+      }
+      el.online.textContent = String(online);
+    },
+
+    // --- the composer
+
+    composer(on) {
+      enabled = !!on;
+      updateSend();
+    },
+    inputValue: () => el.input.value,
+    clearInput() {
+      el.input.value = "";
+      updateSend();
+    },
+    focusInput() { el.input.focus(); },
+    /** A text the server did not take goes back into an empty box. */
+    giveBack(text) {
+      if (el.input.value) return;
+      el.input.value = text;
+      updateSend();
+    },
+  };
+}

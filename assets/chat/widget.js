@@ -1,0 +1,351 @@
+/**
+ * One chat widget: wires the protocol state (state.js), the connection
+ * (connection.js), the view (view.js) and storage (storage.js) together, with the
+ * pre-checks of rules.js. It holds no protocol logic of its own: user actions become
+ * events, events go through the reducer, and the reducer's effects are carried out
+ * here (apply).
+ *
+ * The modules come in as `lib` (see main.js): main.js loads each with the same ?v=
+ * cache-busting query as itself, so one version of every file runs together.
+ *
+ * Options (or attributes on the [data-chat-widget] element):
+ *   base / data-base                 where /ws and /api live (default: document.baseURI)
+ *   data-user="name"                 a name given by the server: not asked for
+ *   data-user-url="url"              JSON {"user": name|null, "ticket": ...} to fetch that name from
+ *   backoffMax / data-backoff-max    longest wait between reconnect attempts in ms (default 15000)
+ */
+
+const ROOMS_REFRESH_MS = 20000;
+
+function byName(a, b) {
+  const x = a.toLowerCase();
+  const y = b.toLowerCase();
+  return x < y ? -1 : x > y ? 1 : 0;
+}
+
+/**
+ * The room picker's entries: the rooms that exist (valid names only, with their online
+ * counts), plus `first` (lobby) and `extra` names; `first` on top, the rest by name.
+ */
+export function roomOptions(rooms, extra, checkRoom, first) {
+  const seen = new Map();
+  for (const r of rooms || []) {
+    if (r && typeof r.room === "string" && !checkRoom(r.room)) seen.set(r.room, r.online | 0);
+  }
+  for (const name of [first, ...extra]) if (name && !seen.has(name)) seen.set(name, null);
+  const names = Array.from(seen.keys()).sort((a, b) => {
+    if (a === first) return -1;
+    if (b === first) return 1;
+    return byName(a, b);
+  });
+  return names.map((n) => {
+    const online = seen.get(n);
+    return { value: n, label: online ? `${n} (${online} online)` : n };
+  });
+}
+
+/** The status line for the connection's state: [data-state, text]. */
+export function statusOf(state, info, now) {
+  info = info || {};
+  const waiting = info.retry === "rate_limited" ? "Joining too often; waiting…" :
+    "Waiting for the previous connection to time out…";
+  switch (state) {
+    case "connecting":
+      return info.again ? ["reconnecting", "Reconnecting…"] : ["connecting", "Connecting…"];
+    case "joining":
+      if (info.retry) return ["reconnecting", waiting];
+      return info.again ? ["reconnecting", "Reconnecting…"] : ["connecting", "Connecting…"];
+    case "connected":
+      return ["connected", `Connected as ${info.user} in #${info.room}.`];
+    case "reconnecting": {
+      if (info.retry) return ["reconnecting", waiting];
+      const secs = Math.max(0, Math.ceil((info.due - now) / 1000));
+      return ["reconnecting", closeReason(info) + " Reconnecting" + (secs ? " in " + secs + " s" : "") + "…"];
+    }
+    case "replaced":
+      return ["replaced", `You are now chatting as ${info.user} in another tab or window. ` +
+        "Press Join to chat here instead."];
+    default:
+      return ["idle", info.refused ? "Not joined." : "Not connected: pick a name and join."];
+  }
+}
+
+function closeReason(info) {
+  if (info.error !== undefined) return "Could not open a WebSocket: " + info.error;
+  if (info.code === 1001 || info.code === 1012) return "The server is restarting.";
+  if (info.code === 1008) return "The server refused the connection" + (info.reason ? " (" + info.reason + ")" : "") + ".";
+  if (info.code === 1013) return "This page fell behind.";
+  if (!info.wasJoined && !info.again) return "Cannot reach the chat server.";
+  return "Connection lost.";
+}
+
+export class Widget {
+  constructor(root, lib, options = {}) {
+    this.root = root;
+    this.rules = lib.rules;
+    this.reduce = lib.reduce;
+    this.view = lib.createView(root);
+    this.store = lib.createStorage();
+    this.base = options.base || root.getAttribute("data-base") || root.ownerDocument.baseURI;
+    this.stopped = false;
+    this.queue = [];
+    this.dispatching = false;
+    this.roomList = null;
+    this.roomsLoading = false;
+    this.roomsLoadedAt = 0;
+    this.countdown = null;
+
+    this.state = lib.initialState({ room: this.store.room() || this.rules.defaultRoom });
+    const backoffMax = Number(options.backoffMax || root.getAttribute("data-backoff-max")) || undefined;
+    this.conn = new lib.Connection({
+      base: this.base,
+      backoffMax,
+      tokens: this.store.tokens,
+      target: () => this.state.wanted,
+      lastSeen: () => this.state.lastId,
+      alive: () => this.root.isConnected,
+      onEvent: (ev) => this.onConnection(ev),
+    });
+
+    this.view.bind({
+      join: () => this.joinFromForm(),
+      pickRoom: (room) => this.switchRoom(room),
+      roomsWanted: () => this.loadRooms(),
+      createRoom: () => this.createRoom(),
+      send: () => this.sendText(),
+      wake: () => this.conn.wake(),
+    });
+    this.setRoomOptions([], this.state.wanted.room);
+    this.loadRooms();
+    this.roomsTimer = setInterval(() => {
+      if (!this.root.isConnected) { this.destroy(); return; }
+      if (!this.root.ownerDocument.hidden) this.loadRooms();
+    }, ROOMS_REFRESH_MS);
+    this.start();
+  }
+
+  // --- events through the reducer ------------------------------------------
+
+  dispatch(event) {
+    this.queue.push(event);
+    if (this.dispatching) return; // effects may cause events: they wait their turn
+    this.dispatching = true;
+    try {
+      while (this.queue.length) {
+        const { state, effects } = this.reduce(this.state, this.queue.shift());
+        this.state = state;
+        for (const effect of effects) this.apply(effect);
+      }
+    } finally {
+      this.dispatching = false;
+    }
+  }
+
+  apply(e) {
+    const v = this.view;
+    switch (e.type) {
+      case "clear": v.clearList(); return;
+      case "mark_own": v.markOwn(e.me); return;
+      case "busy": v.busy(e.on); return;
+      case "messages": v.addMessages(e.items, e.countUnread); return;
+      case "gap": v.addGap(e); return;
+      case "scroll_bottom": v.scrollToBottom(); return;
+      case "system": v.system(e.text, e.ts); return;
+      case "users":
+        v.renderUsers(e.names, e.me, e.online);
+        this.setRoomCount(e.room, e.online);
+        return;
+      case "remember":
+        if (e.name !== undefined) this.store.setName(e.name);
+        this.store.setRoom(e.room);
+        return;
+      case "welcome":
+        if (!this.state.fixedUser) v.setName(e.user);
+        this.setRoomOptions(this.roomList || [], e.room);
+        this.roomsLoadedAt = 0;
+        this.loadRooms();
+        return;
+      case "error": v.showError(e.text); return;
+      case "clear_error": v.clearError(); return;
+      case "restore":
+        v.setRoom(e.room);
+        if (e.user !== null) v.setName(e.user);
+        return;
+      case "focus_name": v.focusName(); return;
+      case "join_again": this.conn.sendJoin(); return;
+      case "give_back": v.giveBack(e.text); return;
+      case "composer": v.composer(e.enabled); return;
+      default: return;
+    }
+  }
+
+  onConnection(ev) {
+    switch (ev.type) {
+      case "state":
+        this.showStatus();
+        if (ev.state === "stopped") this.destroy();
+        return;
+      case "frame":
+        this.dispatch({ type: "frame", frame: ev.frame });
+        return;
+      case "refused":
+        this.dispatch({ type: "refused", frame: ev.frame });
+        return;
+      case "join_sent":
+        this.dispatch({ type: "join_sent", payload: ev.payload });
+        return;
+      default: // opening, join_failed, closed
+        this.dispatch({ type: ev.type });
+    }
+  }
+
+  showStatus() {
+    clearInterval(this.countdown);
+    this.countdown = null;
+    const { state, info } = this.conn;
+    if (state === "stopped") return;
+    const show = () => {
+      const [name, text] = statusOf(state, info, Date.now());
+      this.view.setStatus(name, text);
+    };
+    show();
+    if (state === "reconnecting" && !info.retry) this.countdown = setInterval(show, 1000);
+  }
+
+  // --- names ---------------------------------------------------------------
+
+  /** Pick the name (server-given, remembered, or asked for) and join if there is one. */
+  start() {
+    const given = this.root.getAttribute("data-user");
+    const url = this.root.getAttribute("data-user-url");
+    if (given) { this.useFixedName(given); return; }
+    if (url) {
+      fetch(new URL(url, this.base).href, { credentials: "same-origin" })
+        .then((r) => (r.ok ? r.json() : {}))
+        .then((j) => {
+          if (this.stopped) return;
+          if (j && j.ticket) this.conn.setTicket(String(j.ticket));
+          if (j && j.user) this.useFixedName(String(j.user));
+          else this.useStoredName();
+        })
+        .catch(() => { if (!this.stopped) this.useStoredName(); });
+      return;
+    }
+    this.useStoredName();
+  }
+
+  useFixedName(name) {
+    this.view.fixName(name);
+    this.dispatch({ type: "fix_user", user: name });
+    this.conn.join();
+  }
+
+  useStoredName() {
+    const name = this.store.name();
+    if (name && !this.rules.checkName(name)) {
+      this.view.setName(name);
+      this.dispatch({ type: "want", user: name });
+      this.conn.join();
+    } else {
+      this.showStatus();
+    }
+  }
+
+  // --- joining and rooms ---------------------------------------------------
+
+  joinFromForm() {
+    const v = this.view;
+    const name = v.nameValue().trim();
+    const problem = this.rules.checkName(name);
+    if (problem) { v.showError(problem); v.focusName(); return; }
+    const room = v.roomValue() || this.rules.defaultRoom;
+    v.clearError();
+    const s = this.state;
+    if (s.joined && name === s.me && room === s.viewRoom) { v.focusInput(); return; }
+    this.dispatch({ type: "want", user: name, room });
+    this.conn.join();
+  }
+
+  switchRoom(room) {
+    const problem = this.rules.checkRoom(room);
+    if (problem) { this.view.showError(problem); return; }
+    this.view.clearError();
+    this.dispatch({ type: "want", room });
+    this.store.setRoom(room);
+    if (!this.conn.active || !this.state.wanted.user) return; // joins when the user does
+    this.conn.join();
+  }
+
+  createRoom() {
+    const v = this.view;
+    const room = v.newRoomValue().trim();
+    const problem = this.rules.checkRoom(room);
+    if (problem) { v.showError(problem); v.focusNewRoom(); return; }
+    v.resetNewRoom();
+    this.setRoomOptions(this.roomList || [], room);
+    if (!this.state.wanted.user) {
+      // no name yet: the new room is picked, joining waits for the name
+      this.dispatch({ type: "want", room });
+      this.store.setRoom(room);
+      v.focusName();
+      return;
+    }
+    this.switchRoom(room);
+  }
+
+  loadRooms() {
+    const now = Date.now();
+    if (this.stopped || this.roomsLoading || (this.roomsLoadedAt && now - this.roomsLoadedAt < 1000)) return;
+    this.roomsLoading = true;
+    fetch(new URL("api/rooms", this.base).href, { credentials: "same-origin" })
+      .then((r) => (r.ok ? r.json() : null))
+      .then((j) => {
+        if (this.stopped || !j || !Array.isArray(j.rooms)) return;
+        this.roomList = j.rooms;
+        this.setRoomOptions(j.rooms, this.view.roomValue() || this.state.wanted.room);
+      })
+      .catch(() => { /* offline: keep the list we have */ })
+      .then(() => { this.roomsLoading = false; this.roomsLoadedAt = Date.now(); });
+  }
+
+  setRoomOptions(rooms, selected) {
+    const s = this.state;
+    const options = roomOptions(rooms, [selected, s.viewRoom, s.wanted.room], this.rules.checkRoom,
+      this.rules.defaultRoom);
+    this.view.setRoomOptions(options, selected);
+  }
+
+  /** Keep the picker's count for the room we are in exact between room list loads. */
+  setRoomCount(room, online) {
+    if (!room) return;
+    const list = (this.roomList || []).filter((r) => r && r.room !== room);
+    list.push({ room, online });
+    this.roomList = list;
+    this.setRoomOptions(list, this.view.roomValue() || room);
+  }
+
+  // --- sending -------------------------------------------------------------
+
+  sendText() {
+    const v = this.view;
+    const text = v.inputValue();
+    if (this.rules.isBlank(text) || !this.state.joined) return;
+    if (!this.conn.send({ type: "msg", payload: { text } })) return;
+    this.dispatch({ type: "text_sent", text });
+    v.clearInput();
+    v.focusInput();
+  }
+
+  // --- the end -------------------------------------------------------------
+
+  /** Stop for good: the element left the page (e.g. Gradio re-rendered it). */
+  destroy() {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.roomsTimer);
+    clearInterval(this.countdown);
+    this.conn.stop();
+    this.view.destroy();
+    if (this.root.__chatWidget === this) delete this.root.__chatWidget;
+  }
+}

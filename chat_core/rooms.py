@@ -1,0 +1,175 @@
+"""Rooms: who is in each, and each room's recent history, kept encoded.
+
+:class:`RoomRegistry` holds the rooms this process has members in. A room's
+history is read from the store once, however many join it at the same moment
+(they wait on the same load), and the room is let go when its last member leaves
+and nobody is waiting on it. It also knows, for every room ever written to, the
+newest stored id and when it was written: what the rooms list shows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Optional
+
+from . import protocol
+from .outbox import Outbox
+from .store import Message, Store
+
+
+class Member:
+    """One connection as the hub sees it."""
+
+    __slots__ = ("outbox", "name", "key", "room", "token")
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.outbox = outbox
+        self.name: Optional[str] = None
+        self.key: Optional[str] = None  # chat_core.names.name_key: one key for look-alike names
+        self.room: Optional[Room] = None
+        self.token: Optional[str] = None  # the resume token this connection holds its name with
+
+    def send(self, frame: str) -> bool:
+        return self.outbox.put(frame)
+
+
+@dataclass(eq=False)
+class Room:
+    name: str
+    cache_size: int
+    members: dict[str, Member] = field(default_factory=dict)
+    recent: deque[tuple[int, str]] = field(default_factory=deque)  # (id, encoded msg frame), oldest first
+    last_id: int = 0  # newest id broadcast in this room
+    loaded: Optional[asyncio.Future[None]] = None
+    joining: int = 0  # joins waiting on this room's history: keeps it alive
+    joined: list[str] = field(default_factory=list)  # coalesced presence changes
+    left: list[str] = field(default_factory=list)
+    more: int = 0
+    timer: Optional[asyncio.TimerHandle] = None
+    names: list[str] = field(default_factory=list)  # members' names, sorted by casefold: `welcome.users`
+
+    def add_name(self, name: str) -> None:
+        bisect.insort(self.names, name, key=str.casefold)
+
+    def remove_name(self, name: str) -> None:
+        i = bisect.bisect_left(self.names, name.casefold(), key=str.casefold)
+        while i < len(self.names) and self.names[i] != name:
+            i += 1
+        if i < len(self.names):
+            del self.names[i]
+
+    def remember(self, msg_id: int, frame: str) -> None:
+        self.recent.append((msg_id, frame))
+        if len(self.recent) > self.cache_size:
+            self.recent.popleft()
+        self.last_id = msg_id
+
+    @property
+    def first_cached(self) -> int:
+        return self.recent[0][0] if self.recent else self.last_id + 1
+
+
+class RoomRegistry:
+    """The rooms with members here, and the newest stored message of every room."""
+
+    def __init__(self, store: Store, cache_size: int, idle: float) -> None:
+        self.store = store
+        self.cache_size = cache_size
+        self.idle = idle  # seconds after its last message that an empty room leaves the list
+        self.rooms: dict[str, Room] = {}
+        self.stored: dict[str, tuple[int, float]] = {}  # room -> (newest id, its time), stored and broadcast
+
+    async def start(self) -> None:
+        self.stored = await self.store.rooms()
+
+    def last_id(self, name: str) -> int:
+        entry = self.stored.get(name)
+        return entry[0] if entry is not None else 0
+
+    def note_stored(self, message: Message) -> None:
+        self.stored[message.room] = (message.id, message.ts)
+
+    # --- the rooms list ------------------------------------------------------
+
+    def is_listed(self, name: str) -> bool:
+        """In the rooms list: someone is in it, or its last message is under ``idle`` old."""
+        room = self.rooms.get(name)
+        if room is not None and (room.members or room.joining):
+            return True
+        entry = self.stored.get(name)
+        return entry is not None and time.time() - entry[1] < self.idle
+
+    def listed(self) -> list[str]:
+        return sorted(name for name in set(self.rooms) | set(self.stored) if self.is_listed(name))
+
+    # --- opening and letting go ------------------------------------------------
+
+    async def open(self, name: str) -> Room:
+        """The room, its recent history loaded; the caller is counted in ``room.joining``
+        and must :meth:`release` it (or become a member) when done."""
+        room = self.rooms.get(name)
+        if room is None:
+            return await self._load(name)
+        room.joining += 1
+        if room.loaded is not None and not room.loaded.done():
+            try:
+                await asyncio.shield(room.loaded)
+            except BaseException:
+                self.release(room)
+                raise
+        return room
+
+    async def _load(self, name: str) -> Room:
+        room = Room(name, self.cache_size, last_id=self.last_id(name))
+        self.rooms[name] = room
+        room.loaded = asyncio.get_running_loop().create_future()
+        room.joining += 1
+        try:
+            stored = await self.store.after(name, 0, self.cache_size)
+        except BaseException as exc:
+            room.loaded.set_exception(exc)
+            room.loaded.exception()  # retrieved: joiners waiting on it re-raise it themselves
+            self.release(room)
+            raise
+        # messages broadcast while the history was being read are newer than any of it
+        newer = [entry for entry in room.recent if not stored or entry[0] > stored[-1].id]
+        room.recent.clear()
+        for m in stored:
+            room.remember(m.id, protocol.msg_frame(m.payload()))
+        for msg_id, frame in newer:
+            room.remember(msg_id, frame)
+        room.loaded.set_result(None)
+        return room
+
+    def release(self, room: Room) -> None:
+        """A join waiting on ``room`` is done with it (refused, or it became a member)."""
+        room.joining -= 1
+        self.drop_if_empty(room)
+
+    def drop_if_empty(self, room: Room) -> None:
+        if not room.members and not room.joining and self.rooms.get(room.name) is room:
+            if room.timer is not None:
+                room.timer.cancel()
+            del self.rooms[room.name]
+
+    # --- history for a joiner --------------------------------------------------
+
+    def history(self, room: Room, since: Optional[int], older: list[Message], history_limit: int,
+                replay_limit: int) -> tuple[list[str], Optional[int]]:
+        """Encoded history frames for a joiner, and the first id among them: without
+        ``since`` the last ``history_limit``; with it, what came after (``older`` from the
+        store, then the cache), at most ``replay_limit`` (0: all)."""
+        if since is None:
+            entries = list(room.recent)[-history_limit:] if history_limit else []
+        else:
+            entries = [(m.id, protocol.msg_frame(m.payload())) for m in older if m.id <= room.last_id]
+            top = entries[-1][0] if entries else since
+            entries += [e for e in room.recent if e[0] > top]
+            if replay_limit:
+                entries = entries[-replay_limit:]
+        first = entries[0][0] if entries else None
+        return [frame for _, frame in entries], first

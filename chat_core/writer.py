@@ -1,0 +1,192 @@
+"""The commit path: messages get their ids and are stored, a batch at a time, before
+anyone sees them.
+
+:class:`HistoryWriter` gathers posts while the previous batch is being written and
+commits them as the next batch (group commit: a busy room costs one store
+transaction per batch, not one per message). Each batch goes through a
+:class:`Sequencer`, which gives every message the next id of its room and stores
+the batch atomically: all of it or, raising, none, with the ids given back. Only
+then are the messages delivered (fanned out). The embedded engine's sequencer is
+:class:`LocalSequencer`: ids counted in this process, the batch in one SQLite
+transaction. A cross-process engine (Redis) replaces exactly this step: ids, storage
+and publication in one atomic script.
+
+The writer is supervised: an error it did not expect is logged with its traceback
+and it goes on; while batches cannot be stored, :attr:`HistoryWriter.health` is
+``DEGRADED`` with the cause (``/healthz`` answers 503), which is logged once per outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Optional, Protocol
+
+from . import protocol
+from .rooms import Member
+from .store import Message, Store
+
+log = logging.getLogger("chat_core.writer")
+
+EXPECTED_STORE_ERRORS = (sqlite3.Error, OSError)  # a failing disk: named in one line, no traceback
+
+
+class Health(enum.Enum):
+    """Whether the history writer is working: ``DEGRADED`` while messages cannot be stored."""
+
+    OK = "ok"
+    DEGRADED = "degraded"
+
+
+@dataclass
+class Draft:
+    """A message on its way: no id yet."""
+
+    member: Member
+    room: str
+    user: str
+    text: str
+    ts: float
+
+
+class Sequencer(Protocol):
+    async def start(self) -> None:
+        """Learn where every room's ids stand."""
+
+    async def commit(self, drafts: Sequence[Draft]) -> list[Message]:
+        """Give each draft the next id of its room and store the batch: all of it, or
+        (raising) none, with no id used up."""
+
+
+class LocalSequencer:
+    """Ids counted in this process (one process per database: see
+    :func:`chat_core.store.lock_database`), the batch stored in one transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._last_ids: dict[str, int] = {}  # newest id given out per room
+
+    async def start(self) -> None:
+        self._last_ids = await self.store.last_ids()
+
+    async def commit(self, drafts: Sequence[Draft]) -> list[Message]:
+        before: dict[str, int] = {}
+        messages = []
+        for d in drafts:
+            last = self._last_ids.get(d.room, 0)
+            before.setdefault(d.room, last)
+            self._last_ids[d.room] = last + 1
+            messages.append(Message(d.room, last + 1, d.user, d.text, d.ts))
+        try:
+            await self.store.append(messages)
+        except BaseException:
+            self._last_ids.update(before)  # nobody saw these ids: give them out again
+            raise
+        return messages
+
+
+class HistoryWriter:
+    def __init__(self, sequencer: Sequencer, deliver: Callable[[list[Message]], None],
+                 after_batch: Callable[[], Awaitable[None]], commit_delay: float = 0.0) -> None:
+        self.sequencer = sequencer
+        self.deliver = deliver  # stored messages, to their rooms
+        self.after_batch = after_batch  # other bookkeeping the writer's turn carries (saving names)
+        self.commit_delay = commit_delay
+        self.health = Health.OK
+        self.reason = ""  # why DEGRADED
+        self.failed_batches = 0  # batches that could not be stored since writes last worked
+        self.messages = 0  # stored and delivered since start
+        self.commits = 0  # batches: messages / commits is the group-commit batch size
+        self._cause = ""
+        self._pending: list[Draft] = []
+        self._wakeup: Optional[asyncio.Future[None]] = None
+        self._task: Optional[asyncio.Task[None]] = None
+        self.stopping = False
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._supervise())
+
+    def post(self, draft: Draft) -> None:
+        self._pending.append(draft)
+        self.wake()
+
+    def wake(self) -> None:
+        waiter = self._wakeup
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def stop(self, timeout: float) -> None:
+        """Write what is pending (and the names), then end."""
+        self.stopping = True
+        task = self._task
+        if task is None or task.done():
+            return
+        self.wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), timeout)
+        except asyncio.TimeoutError:
+            log.warning("history writer did not finish in %.1fs", timeout)
+            task.cancel()
+
+    async def _supervise(self) -> None:
+        while True:
+            try:
+                await self._loop()
+                return
+            except Exception as exc:
+                self.degrade("the history writer failed", exc)
+                await asyncio.sleep(0.1)
+
+    async def _loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._pending:
+                if self.stopping:
+                    await self.after_batch()
+                    return
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+                if self.commit_delay:
+                    await asyncio.sleep(self.commit_delay)
+            batch, self._pending = self._pending, []
+            if batch:
+                await self._commit(batch)
+            await self.after_batch()
+
+    async def _commit(self, batch: list[Draft]) -> None:
+        try:
+            messages = await self.sequencer.commit(batch)
+        except Exception as exc:
+            self.degrade(f"{len(batch)} message(s) could not be stored, so none were sent", exc)
+            err = protocol.error("store_unavailable", "The message could not be saved, so it was not sent. Try again.")
+            for draft in batch:
+                draft.member.send(err)
+            return
+        self._recovered()
+        self.deliver(messages)
+        self.messages += len(messages)
+        self.commits += 1
+
+    def degrade(self, what: str, exc: BaseException) -> None:
+        """Writes fail: say so once per outage (the real cause, with a traceback only for
+        an error nobody expected), then quietly count until a write works again."""
+        self.failed_batches += 1
+        cause = f"{type(exc).__name__}: {exc}"
+        if self.health is Health.DEGRADED and cause == self._cause:
+            log.debug("%s: %s", what, cause)
+            return
+        self.health, self.reason, self._cause = Health.DEGRADED, f"{what}: {cause}", cause
+        if isinstance(exc, EXPECTED_STORE_ERRORS):
+            log.error("chat history: %s (refusing messages until writes work again)", self.reason)
+        else:
+            log.error("chat history: %s", self.reason, exc_info=exc)
+
+    def _recovered(self) -> None:
+        if self.health is Health.DEGRADED:
+            log.warning("chat history: writes work again after %d failed batch(es)", self.failed_batches)
+            self.health, self.reason, self._cause, self.failed_batches = Health.OK, "", "", 0

@@ -1,0 +1,132 @@
+"""Drive Debian's Chromium through Playwright for the browser tests: what the `browser`
+and `people` fixtures of conftest.py are made of.
+
+Each person is a separate browser context (own localStorage), the way two people on
+two machines are. Screenshots go to tests/artifacts/ (gitignored); look at them.
+Without Playwright or Chromium the browser tests skip, except under CI=true, where
+they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from servers import ROOT
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+ARTIFACTS = ROOT / "tests" / "artifacts"
+GRADIO_CDN = "https://gradio.s3-us-west-2.amazonaws.com/"
+WAIT = 20_000  # ms: a page waiting on the server
+
+
+def missing(why: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"{why} (CI=true: browser tests must run)")
+    pytest.skip(why)
+
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+except ImportError as exc:  # pragma: no cover - depends on the machine
+    IMPORT_ERROR: Optional[ImportError] = exc
+    # Importable all the same: the `browser` fixture skips (fails under CI=true) before any of these is used.
+    Browser = BrowserContext = Page = expect = sync_playwright = None
+else:
+    IMPORT_ERROR = None
+
+__all__ = [
+    "ARTIFACTS",
+    "CHROMIUM",
+    "CHROMIUM_ARGS",
+    "GRADIO_CDN",
+    "IMPORT_ERROR",
+    "WAIT",
+    "Browser",
+    "BrowserContext",
+    "Page",
+    "People",
+    "expect",
+    "missing",
+    "serve_gradio_cdn_locally",
+    "sync_playwright",
+]
+
+
+class People:
+    """Pages, one browser context each; records dialogs and uncaught page errors."""
+
+    def __init__(self, browser: Browser, test_name: str) -> None:
+        self.browser = browser
+        self.test_name = test_name
+        self.contexts: list[BrowserContext] = []
+        self.dialogs: list[str] = []
+        self.errors: list[str] = []
+
+    def open(
+        self, url: str, *, scheme: str = "light", width: int = 1200, height: int = 860, route_cdn: bool = False
+    ) -> Page:
+        context = self.browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
+        self.contexts.append(context)
+        if route_cdn:
+            serve_gradio_cdn_locally(context)
+        page = context.new_page()
+        page.set_default_timeout(WAIT)
+
+        def on_dialog(dialog) -> None:
+            self.dialogs.append(f"{dialog.type}: {dialog.message}")
+            dialog.dismiss()
+
+        page.on("dialog", on_dialog)
+        page.on("pageerror", lambda err: self.errors.append(str(err)))
+        console: list[str] = []
+        page.on("console", lambda msg: console.append(f"{msg.type}: {msg.text}"))
+        page.on("requestfailed", lambda req: console.append(f"failed: {req.url} {req.failure}"))
+        page.goto(url)
+        try:
+            page.get_by_test_id("chat-name").wait_for(state="visible", timeout=60_000)
+        except Exception as exc:
+            raise AssertionError(f"the chat widget did not show up at {url}; console: {console}") from exc
+        return page
+
+    def shot(self, page: Page, label: str, full_page: bool = True) -> Path:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        path = ARTIFACTS / f"{self.test_name}-{label}.png"
+        page.screenshot(path=str(path), full_page=full_page)
+        return path
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+def serve_gradio_cdn_locally(context: BrowserContext) -> None:
+    """Share pages load Gradio's frontend from its CDN; there is no internet here,
+    so answer those requests from the installed package's copy of the same files."""
+    import gradio
+
+    frontend = Path(gradio.__file__).parent / "templates" / "frontend"
+
+    def handle(route) -> None:
+        rel = re.sub(r"^\d+\.\d+\.\d+/", "", route.request.url.split("?", 1)[0][len(GRADIO_CDN) :])
+        path = (frontend / rel).resolve()
+        if frontend in path.parents and path.is_file():
+            route.fulfill(path=str(path))
+        else:
+            route.fulfill(status=404, body="not in the local copy")
+
+    context.route(GRADIO_CDN + "**", handle)

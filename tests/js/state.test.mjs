@@ -1,0 +1,233 @@
+// The protocol state (assets/chat/state.js): events in, new state and effects out.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+
+import { initialState, reduce } from "../../assets/chat/state.js";
+import { welcome } from "./fakes.mjs";
+
+/** Run events through the reducer; the effects of all of them, and the state at the end. */
+function run(state, ...events) {
+  const effects = [];
+  for (const event of events) {
+    const out = reduce(state, event);
+    state = out.state;
+    effects.push(...out.effects);
+  }
+  return { state, effects };
+}
+
+const frame = (f) => ({ type: "frame", frame: f });
+const msg = (id, user, text, room = "lobby") => frame({ type: "msg", payload: { id, user, text, ts: 100 + id, room } });
+const types = (effects) => effects.map((e) => e.type);
+const only = (effects, type) => effects.filter((e) => e.type === type);
+const ids = (effects) => only(effects, "messages").flatMap((e) => e.items.map((i) => i.id));
+
+/** alice in #lobby, with messages 1 and 2 in the history. */
+function joined(extra = {}) {
+  return run(initialState({ user: "alice" }),
+    { type: "opening" },
+    { type: "join_sent", payload: { user: "alice", room: "lobby" } },
+    msg(1, "bob", "one"), msg(2, "alice", "two"),
+    frame(welcome("alice", "lobby", { users: ["bob", "alice", "Carol"], online: 3, last_id: 2, ...extra })));
+}
+
+test("welcome: the history that came before it, the people, and what to remember", () => {
+  const { state, effects } = joined();
+  assert.deepEqual(types(effects), ["composer", "clear", "mark_own", "remember", "busy", "messages", "busy",
+    "scroll_bottom", "users", "welcome", "clear_error", "composer"]);
+  const [items] = only(effects, "messages");
+  assert.equal(items.countUnread, false, "a fresh list counts nothing as unread");
+  assert.deepEqual(items.items, [
+    { id: 1, user: "bob", text: "one", ts: 101, own: false, append: true },
+    { id: 2, user: "alice", text: "two", ts: 102, own: true, append: true },
+  ]);
+  assert.deepEqual(only(effects, "remember"), [{ type: "remember", name: "alice", room: "lobby" }]);
+  assert.deepEqual(only(effects, "users"), [{ type: "users", names: ["alice", "bob", "Carol"], me: "alice", online: 3, room: "lobby" }]);
+  assert.deepEqual(only(effects, "welcome"), [{ type: "welcome", user: "alice", room: "lobby" }]);
+  assert.deepEqual(only(effects, "composer").at(-1), { type: "composer", enabled: true });
+  assert.equal(only(effects, "system").length, 0, "no 'Reconnected.' on the first join");
+  assert.deepEqual([state.me, state.viewRoom, state.joined, state.everJoined, state.lastId, state.pending],
+    ["alice", "lobby", true, true, 2, null]);
+  assert.deepEqual(state.wanted, { user: "alice", room: "lobby" });
+});
+
+test("the reducer changes nothing it is given", () => {
+  const start = joined().state;
+  const snapshot = { ...start, ids: [...start.ids], users: [...start.users], wanted: { ...start.wanted } };
+  run(start, msg(3, "bob", "three"), frame({ type: "join", payload: { user: "dan", room: "lobby" } }),
+    frame({ type: "presence", payload: { room: "lobby", joined: ["eve"], left: ["bob"], online: 9 } }),
+    { type: "closed" }, { type: "want", room: "python" });
+  assert.deepEqual({ ...start, ids: [...start.ids], users: [...start.users], wanted: { ...start.wanted } }, snapshot);
+});
+
+test("a server-given name is not remembered", () => {
+  const { effects } = run(initialState(), { type: "fix_user", user: "ann" },
+    { type: "join_sent", payload: { user: "ann", room: "lobby" } }, frame(welcome("ann", "lobby")));
+  assert.deepEqual(only(effects, "remember"), [{ type: "remember", room: "lobby" }]);
+});
+
+test("msg: each id once, in the room shown; own messages clear the error", () => {
+  let { state } = joined();
+  let out = run(state, msg(3, "bob", "three"), msg(3, "bob", "three again"), msg(2, "alice", "two"));
+  assert.deepEqual(ids(out.effects), [3]);
+  assert.equal(only(out.effects, "messages")[0].countUnread, true);
+  out = run(out.state, msg(9, "bob", "elsewhere", "python"), frame({ type: "msg", payload: { id: "10", text: "x" } }));
+  assert.deepEqual(out.effects, [], "another room's message, and one without a numeric id, are not shown");
+  out = run(out.state, msg(4, "alice", "mine"));
+  assert.deepEqual(types(out.effects), ["messages", "clear_error"]);
+  assert.equal(out.state.lastId, 4);
+  // an older id that was never shown goes in its place, not at the end
+  out = run(out.state, frame({ type: "msg", payload: { id: 0, user: 5, room: "lobby" } }));
+  assert.deepEqual(only(out.effects, "messages")[0].items,
+    [{ id: 0, user: "?", text: "", ts: null, own: false, append: false }]);
+  assert.equal(out.state.lastId, 4);
+});
+
+test("messages between a join and its welcome wait for the welcome; notices meanwhile are dropped", () => {
+  const { state } = joined();
+  const out = run(state, { type: "join_sent", payload: { user: "alice", room: "lobby", since: 2 } },
+    msg(3, "bob", "three"), frame({ type: "join", payload: { user: "zed", room: "lobby" } }),
+    frame({ type: "presence", payload: { room: "lobby", joined: ["x"], online: 5 } }));
+  assert.deepEqual(out.effects, []);
+  assert.equal(out.state.pending.length, 1);
+});
+
+test("a reconnect into the same room: no fresh list, 'Reconnected.', what was missed counts as unread", () => {
+  const { state } = joined();
+  const out = run(state, { type: "closed" }, { type: "opening" },
+    { type: "join_sent", payload: { user: "alice", room: "lobby", since: 2 } },
+    msg(2, "alice", "two"), msg(3, "bob", "three"),
+    frame(welcome("alice", "lobby", { last_id: 3, ts: 200, users: ["alice"], online: 1 })));
+  assert.ok(!types(out.effects).includes("clear"));
+  assert.ok(!types(out.effects).includes("scroll_bottom"));
+  assert.ok(!types(out.effects).includes("mark_own"));
+  assert.deepEqual(ids(out.effects), [3]);
+  assert.equal(only(out.effects, "messages")[0].countUnread, true);
+  assert.deepEqual(only(out.effects, "system"), [{ type: "system", text: "Reconnected.", ts: 200 }]);
+  assert.deepEqual(only(out.effects, "composer").map((e) => e.enabled), [false, false, true]);
+});
+
+test("a server that lost its history (last_id < since) gets a fresh list", () => {
+  const { state } = joined();
+  const out = run(state, { type: "closed" }, { type: "opening" },
+    { type: "join_sent", payload: { user: "alice", room: "lobby", since: 2 } },
+    msg(1, "bob", "new one"), frame(welcome("alice", "lobby", { last_id: 1 })));
+  assert.ok(types(out.effects).includes("clear"));
+  assert.deepEqual(ids(out.effects), [1], "id 1 again: a new message on a new server");
+  assert.equal(out.state.lastId, 1);
+});
+
+test("a room switch starts the list afresh; history of another room is not shown", () => {
+  const { state } = joined();
+  const out = run(state, { type: "join_sent", payload: { user: "alice", room: "python" } },
+    msg(7, "bob", "py", "python"), msg(3, "bob", "late lobby one", "lobby"),
+    frame(welcome("alice", "python", { last_id: 7 })));
+  assert.deepEqual(types(out.effects).slice(0, 1), ["clear"]);
+  assert.deepEqual(ids(out.effects), [7]);
+  assert.deepEqual([out.state.viewRoom, out.state.lastId], ["python", 7]);
+  assert.ok(!only(out.effects, "system").length);
+});
+
+test("gap: a line where messages could not be replayed; last_id moves on", () => {
+  const { state } = joined();
+  const out = run(state, { type: "closed" }, { type: "opening" },
+    { type: "join_sent", payload: { user: "alice", room: "lobby", since: 2 } },
+    msg(6, "bob", "six"), frame(welcome("alice", "lobby", { last_id: 8, gap: { after: 2, first: 6 } })));
+  assert.deepEqual(only(out.effects, "gap"), [{ type: "gap", after: 2, first: 6 }]);
+  const order = types(out.effects);
+  assert.ok(order.indexOf("messages") < order.indexOf("gap"), "the gap goes in among the messages shown");
+  assert.equal(out.state.lastId, 8);
+});
+
+test("join and leave: lines and counts; our own join has no line", () => {
+  const { state } = joined(); // alice, bob, Carol: 3 online
+  const j = (type, user, room = "lobby") => frame({ type, payload: { user, room, ts: 5 } });
+  let out = run(state, j("join", "dan"));
+  assert.deepEqual(out.effects, [
+    { type: "system", text: "dan joined", ts: 5 },
+    { type: "users", names: ["alice", "bob", "Carol", "dan"], me: "alice", online: 4, room: "lobby" },
+  ]);
+  out = run(out.state, j("join", "alice"));
+  assert.deepEqual(types(out.effects), ["users"], "our own join: no line");
+  out = run(out.state, j("join", "ALICE"), j("join", "dan"));
+  assert.deepEqual(only(out.effects, "system"), [{ type: "system", text: "ALICE joined", ts: 5 },
+    { type: "system", text: "dan joined", ts: 5 }], "a line per notice, as the server sends them");
+  assert.deepEqual(only(out.effects, "users").at(-1).names, ["ALICE", "bob", "Carol", "dan"],
+    "one entry per name whatever its case");
+  assert.equal(only(out.effects, "users").at(-1).online, 4);
+  out = run(out.state, j("leave", "carol"));
+  assert.deepEqual(out.effects[0], { type: "system", text: "carol left", ts: 5 });
+  assert.deepEqual(only(out.effects, "users")[0].names, ["ALICE", "bob", "dan"]);
+  assert.equal(only(out.effects, "users")[0].online, 3);
+  out = run(out.state, j("join", "zed", "python"), frame({ type: "leave", payload: { room: "lobby" } }));
+  assert.deepEqual(out.effects, [], "another room's notice, and one without a name, change nothing");
+});
+
+test("presence: coalesced changes for big rooms", () => {
+  const { state } = joined();
+  const out = run(state, frame({ type: "presence", payload: { room: "lobby", joined: ["eve", 7], left: ["BOB"], online: 500, more: 3 } }));
+  assert.deepEqual(out.effects, [
+    { type: "users", names: ["alice", "Carol", "eve"], me: "alice", online: 500, room: "lobby" },
+  ]);
+  const other = run(out.state, frame({ type: "presence", payload: { room: "python", joined: ["x"], online: 2 } }));
+  assert.deepEqual(other.effects, []);
+});
+
+test("errors by code: not_joined joins again; refused messages come back into the box", () => {
+  const { state } = joined();
+  let out = run(state, frame({ type: "error", code: "not_joined", message: "Join first." }));
+  assert.deepEqual(out.effects, [{ type: "join_again" }]);
+  out = run(state, frame({ type: "error", code: "text_too_long", message: "Too long." }));
+  assert.deepEqual(out.effects, [{ type: "error", text: "Too long." }], "nothing sent yet: nothing to give back");
+  const sent = run(state, { type: "text_sent", text: "hello" }).state;
+  for (const code of ["text_too_long", "empty_text", "store_unavailable", "rate_limited", "shutting_down"]) {
+    out = run(sent, frame({ type: "error", code, message: "No." }));
+    assert.deepEqual(out.effects, [{ type: "give_back", text: "hello" }, { type: "error", text: "No." }], code);
+  }
+  for (const code of ["bad_text", "bad_frame", "binary_not_supported"]) {
+    out = run(sent, frame({ type: "error", code }));
+    assert.deepEqual(out.effects, [{ type: "error", text: "Error: " + code }], code);
+  }
+});
+
+test("a refused first join: the error, and the name field for name problems", () => {
+  const start = run(initialState({ user: "bob" }), { type: "opening" },
+    { type: "join_sent", payload: { user: "bob", room: "lobby" } }).state;
+  let out = run(start, { type: "refused", frame: { type: "error", code: "name_taken", message: "Someone in this room already has that name." } });
+  assert.deepEqual(out.effects, [{ type: "error", text: "Someone in this room already has that name." }, { type: "focus_name" }]);
+  assert.equal(out.state.pending, null);
+  out = run(start, { type: "refused", frame: { type: "error", code: "bad_room", message: "Bad room." } });
+  assert.deepEqual(out.effects, [{ type: "error", text: "Bad room." }]);
+});
+
+test("a refused room switch: back to the room and name we are in", () => {
+  const { state } = joined();
+  const switching = run(state, { type: "want", user: "alicia", room: "python" },
+    { type: "join_sent", payload: { user: "alicia", room: "python" } }).state;
+  const out = run(switching, { type: "refused", frame: { type: "error", code: "too_many_rooms", message: "Full." } });
+  assert.deepEqual(out.effects, [{ type: "error", text: "Full." }, { type: "restore", user: "alice", room: "lobby" }]);
+  assert.deepEqual(out.state.wanted, { user: "alice", room: "lobby" });
+  const fixed = run(initialState(), { type: "fix_user", user: "ann" },
+    { type: "join_sent", payload: { user: "ann", room: "lobby" } }, frame(welcome("ann", "lobby")),
+    { type: "want", room: "x" }, { type: "join_sent", payload: { user: "ann", room: "x" } },
+    { type: "refused", frame: { type: "error", code: "bad_room", message: "m" } });
+  assert.deepEqual(only(fixed.effects, "restore"), [{ type: "restore", user: null, room: "lobby" }]);
+});
+
+test("a retried join (join_failed) stops holding back frames", () => {
+  const { state } = joined();
+  const out = run(state, { type: "join_sent", payload: { user: "alice", room: "lobby" } }, { type: "join_failed" },
+    msg(3, "bob", "live"));
+  assert.deepEqual(ids(out.effects), [3]);
+});
+
+test("want and unknown events", () => {
+  let { state } = run(initialState({ room: "garden" }), { type: "want", user: "hana" });
+  assert.deepEqual(state.wanted, { user: "hana", room: "garden" });
+  ({ state } = run(state, { type: "want", room: "lobby" }));
+  assert.deepEqual(state.wanted, { user: "hana", room: "lobby" });
+  const same = reduce(state, { type: "no-such-event" });
+  assert.equal(same.state, state);
+  assert.deepEqual(same.effects, []);
+  assert.deepEqual(run(state, frame({ type: "pong", ts: 1 })).effects, []);
+});
