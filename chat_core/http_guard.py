@@ -79,6 +79,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from .limits import KeyedBuckets
+
 log = logging.getLogger("chat_core.http_guard")
 
 PEER_EXTENSION = "chat_core.peer"  # scope["extensions"] key: the real TCP peer's address
@@ -125,6 +127,9 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     # (each worker process has its own). Two servers on two loops in one process must
     # each use their own configured() class.
     _half_open: ClassVar[dict[str, int]] = {}
+    # New connections per peer address (``conn_rate``): a flood of reconnects is refused
+    # here, before a byte of it is parsed or logged, rather than with a 429 per handshake.
+    _connects: ClassVar[Optional[KeyedBuckets]] = None
 
     _guard_timer: Optional[asyncio.TimerHandle]
     _guard_ip: Optional[str]
@@ -132,7 +137,8 @@ class GuardedHttpProtocol(HttpToolsProtocol):
     _guard_counted: bool
 
     @classmethod
-    def configured(cls, header_timeout: float, max_half_open_per_ip: int) -> type[GuardedHttpProtocol]:
+    def configured(cls, header_timeout: float, max_half_open_per_ip: int,
+                   conn_rate: float = 0.0) -> type[GuardedHttpProtocol]:
         """A subclass with these settings and its own half-open counter, for
         ``uvicorn.Config(http=...)`` (uvicorn instantiates the class itself, so the
         settings cannot be constructor arguments).
@@ -156,6 +162,7 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             "header_timeout": timeout,
             "max_half_open_per_ip": int(max_half_open_per_ip),
             "_half_open": {},
+            "_connects": KeyedBuckets(conn_rate, 10 * conn_rate) if conn_rate > 0 else None,
         }
         return cast("type[GuardedHttpProtocol]", type(cls.__name__, (cls,), namespace))
 
@@ -191,6 +198,13 @@ class GuardedHttpProtocol(HttpToolsProtocol):
             self.transport = transport
             transport.close()
             log.debug("%s: refused, %d connections of this address still sending headers", ip, limit)
+            return
+        connects = self._connects
+        if connects is not None and ip is not None and not connects.take(ip):
+            self._guard_state = _REFUSED
+            self.transport = transport
+            transport.close()
+            log.debug("%s: refused, more new connections than conn_rate", ip)
             return
         super().connection_made(transport)
         self._guard_begin(_WAITING)
@@ -303,6 +317,6 @@ def __getattr__(name: str) -> Any:
         settings = Settings.from_env()
     except SettingError as exc:
         raise SystemExit(f"error: {exc}") from None
-    cls = GuardedHttpProtocol.configured(settings.header_timeout, settings.max_half_open_per_ip)
+    cls = GuardedHttpProtocol.configured(settings.header_timeout, settings.max_half_open_per_ip, settings.conn_rate)
     globals()[name] = cls
     return cls

@@ -29,7 +29,8 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     """uvicorn settings for the chat: its HTTP and WebSocket layers, following its settings."""
     return {
         # a deadline for request headers and a cap on half-open connections per address (Slowloris)
-        "http": GuardedHttpProtocol.configured(settings.header_timeout, settings.max_half_open_per_ip),
+        "http": GuardedHttpProtocol.configured(settings.header_timeout, settings.max_half_open_per_ip,
+                                               settings.conn_rate),
         "ws": websocket_protocol(),  # frames written once per broadcast
         "ws_max_size": settings.max_frame or 16 * 1024 * 1024,
         "ws_ping_interval": settings.ping_interval or None,

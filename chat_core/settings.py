@@ -58,7 +58,8 @@ class Settings:
                                    "counted towards the flood close.")
     ip_rate: float = _opt(10.0, "Messages per second per client address, over all its connections (bursts of 2x).")
     ip_join_rate: float = _opt(2.0, "Joins per second per client address, over all its connections (bursts of 5x).")
-    conn_rate: float = _opt(2.0, "New WebSocket connections per second per client address (bursts of 10x).")
+    conn_rate: float = _opt(2.0, "New connections per second per client address (bursts of 10x); beyond, closed "
+                                 "at once.")
     room_rate: float = _opt(0.1, "New rooms per second per client address (bursts of 5).")
     name_rate: float = _opt(0.2, "Names taken for the first time per second per client address (bursts of 10).")
     max_rooms: int = _opt(500, "Rooms listed at once (in use, or with a message within `room_idle`); a new room beyond"
