@@ -16,6 +16,7 @@ The pieces, each in its own module (docs/architecture.md draws how they meet):
 - :mod:`chat_core.outbox`      what waits for one connection (direct writes or a sender task)
 - :mod:`chat_core.limits`      token buckets per connection, address and name; connection counts
 - :mod:`chat_core.admission`   who may open the socket: hosts, origins, logins, client addresses
+- :mod:`chat_core.session`     one client's frame at the edge: its limits, then the hub
 - :mod:`chat_core.web`         the FastAPI adapter: ``/ws``, the HTTP API, ``/chat``
 - :mod:`chat_core.transport`   uvicorn's WebSocket protocol, writing ready-made frames
 - :mod:`chat_core.http_guard`  uvicorn's HTTP protocol with a header deadline (Slowloris)

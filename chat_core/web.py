@@ -25,46 +25,16 @@ from starlette.types import Receive, Scope, Send
 
 from . import logs, protocol
 from .admission import Authenticator, Gate, address_of, allowed_list, basic_auth
-from .hub import Health, Hub, Member
+from .hub import Health, Hub
 from .identity import Claims, load_secret
-from .limits import AddressCounter, Flood, KeyedBuckets, TokenBucket
 from .outbox import FRAME_WRITER, FrameWriter, open_outbox
-from .protocol import CloseCode, Join, Msg, Ping, ProtocolError
-from .refusal import Refusal
+from .protocol import CloseCode, ProtocolError
+from .session import AddressLimits, FrameHandler, Session
 from .settings import Settings
 from .store import SQLiteStore, open_store
 
 log = logging.getLogger("chat_core.web")
 
-
-
-class Session:
-    """Per-connection state at the edge: the hub member, its limits, its login, its address."""
-
-    __slots__ = ("member", "messages", "joins", "frames", "flood", "login", "address")
-
-    def __init__(self, member: Member, s: Settings, login: Optional[str], address: str) -> None:
-        self.member = member
-        self.messages = TokenBucket(s.rate, s.burst)
-        self.joins = TokenBucket(s.join_rate, s.join_burst)
-        self.frames = TokenBucket(s.frame_rate, 3 * s.frame_rate)
-        self.flood = Flood(s.rate, s.flood_limit)
-        self.login = login
-        self.address = address
-
-
-class AddressLimits:
-    """The rates kept per client address (and messages per name) across all of its
-    connections, so that reconnecting resets nothing."""
-
-    def __init__(self, s: Settings) -> None:
-        self.messages = KeyedBuckets(s.ip_rate, 2 * s.ip_rate)
-        self.names = KeyedBuckets(s.rate, s.burst)  # a name's messages over all connections using it
-        self.joins = KeyedBuckets(s.ip_join_rate, 5 * s.ip_join_rate)
-        self.connects = KeyedBuckets(s.conn_rate, 10 * s.conn_rate)
-        self.rooms = KeyedBuckets(s.room_rate, 5)
-        self.new_names = KeyedBuckets(s.name_rate, 10)
-        self.open = AddressCounter(s.max_conn_per_ip)
 
 
 class ChatServer:
@@ -80,6 +50,7 @@ class ChatServer:
         self.authenticate = authenticate
         self.challenge = challenge  # answer 401 with an HTTP Basic challenge (the browser's own login box)
         self.hub: Optional[Hub] = None
+        self.frames: Optional[FrameHandler] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.limits = AddressLimits(self.settings)
         self.addresses = self.limits.open
@@ -95,6 +66,7 @@ class ChatServer:
         claims = Claims(store, self.gate.secret, s.token_ttl, s.name_reserve, logins=self.authenticate is not None)
         self.hub = Hub(s, store, claims)
         await self.hub.start()
+        self.frames = FrameHandler(self.hub, s, self.limits)
         self.loop = asyncio.get_running_loop()
         log.info("chat history in %s", s.db)
 
@@ -139,6 +111,8 @@ class ChatServer:
         handshake, then hand the socket's frames to the hub until it closes. One
         coroutine for the connection's life: every nested one would be kept per socket."""
         hub = self._hub()
+        frames = self.frames
+        assert frames is not None  # started with the hub
         s = self.settings
         if (await receive())["type"] != "websocket.connect":  # ASGI: the handshake's first event
             return
@@ -183,7 +157,7 @@ class ChatServer:
                 if s.max_frame and len(text) > s.max_frame // 4 and len(text.encode()) > s.max_frame:
                     outbox.close(CloseCode.TOO_BIG, "frame too big")
                     break
-                await self.handle(session, text)
+                await frames.handle(session, text)
         except asyncio.CancelledError:
             if not outbox.abandoned:
                 raise
@@ -201,54 +175,10 @@ class ChatServer:
         await self.serve_websocket(websocket.scope, websocket.receive, websocket.send)
 
     async def handle(self, session: Session, text: str) -> None:
-        """One text frame from a client: parse, validate, limit, hand over; errors go back as frames.
-
-        Every frame counts against the connection's frame rate, and every refusal
-        for going too fast counts towards the flood close, whatever the frame's type."""
-        hub = self._hub()
-        member = session.member
-        try:
-            if not session.frames.take():
-                self._too_fast(session, "Too many frames; slow down.")
-                return
-            frame = protocol.parse(text, self.settings.max_text)
-            if isinstance(frame, Msg):
-                limits = self.limits
-                hub.check_post(member)
-                if not (session.messages.take() and limits.messages.take(session.address)
-                        and limits.names.take(member.key or "")):
-                    self._too_fast(session, "Slow down: that message was not sent.")
-                    return
-                hub.post(member, frame.text)
-            elif isinstance(frame, Join):
-                if session.login is not None:
-                    frame = Join(session.login, frame.room, frame.since, frame.token)
-                await self._join(session, frame)
-            elif isinstance(frame, Ping):
-                member.send(protocol.pong())
-        except (ProtocolError, Refusal) as exc:
-            member.send(protocol.error(exc.code, exc.message))
-
-    async def _join(self, session: Session, frame: Join) -> None:
-        hub, limits, address = self._hub(), self.limits, session.address
-        if not (session.joins.take() and limits.joins.take(address)):
-            self._too_fast(session, "Too many joins; wait a moment and try again.")
-            return
-        if not hub.is_listed(frame.room) and not limits.rooms.take(address):
-            self._too_fast(session, "Too many new rooms from this address; join one from the list.")
-            return
-        member = session.member
-        if frame.key != member.key and frame.key not in hub.claims and not limits.new_names.take(address):
-            self._too_fast(session, "Too many new names from this address; wait a moment.")
-            return
-        await hub.join(member, frame, trusted=session.login is not None)
-
-    def _too_fast(self, session: Session, message: str) -> None:
-        """Refuse one frame as ``rate_limited``; persistent flooding closes the connection (1008)."""
-        if session.flood.strike():
-            session.member.outbox.close(CloseCode.POLICY, "flooding")
-        else:
-            session.member.send(protocol.error("rate_limited", message))
+        """One text frame from a client (see :class:`chat_core.session.FrameHandler`)."""
+        if self.frames is None:
+            raise HTTPException(503, "chat server is not running")
+        await self.frames.handle(session, text)
 
     # --- HTTP --------------------------------------------------------------
 

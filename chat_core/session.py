@@ -1,0 +1,106 @@
+"""The edge, per frame: what one client's text frame does, after the limits.
+
+Every frame counts against its connection's frame rate; a message also against
+the connection's, the address's and the name's message rates; a join against the
+joins of both, and, when it creates a room or takes a new name, against the
+address's rooms and names. A refusal for going too fast is a ``rate_limited`` error
+and counts towards the flood close (1008), whatever the frame's type. What is
+accepted goes to the hub; what is refused goes back as an ``error`` frame.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from . import protocol
+from .hub import Hub, Member
+from .limits import AddressCounter, Flood, KeyedBuckets, TokenBucket
+from .protocol import CloseCode, Join, Msg, Ping, ProtocolError
+from .refusal import Refusal
+from .settings import Settings
+
+
+class Session:
+    """Per-connection state at the edge: the hub member, its limits, its login, its address."""
+
+    __slots__ = ("member", "messages", "joins", "frames", "flood", "login", "address")
+
+    def __init__(self, member: Member, s: Settings, login: Optional[str], address: str) -> None:
+        self.member = member
+        self.messages = TokenBucket(s.rate, s.burst)
+        self.joins = TokenBucket(s.join_rate, s.join_burst)
+        self.frames = TokenBucket(s.frame_rate, 3 * s.frame_rate)
+        self.flood = Flood(s.rate, s.flood_limit)
+        self.login = login
+        self.address = address
+
+
+class AddressLimits:
+    """The rates kept per client address (and messages per name) across all of its
+    connections, so that reconnecting resets nothing."""
+
+    def __init__(self, s: Settings) -> None:
+        self.messages = KeyedBuckets(s.ip_rate, 2 * s.ip_rate)
+        self.names = KeyedBuckets(s.rate, s.burst)  # a name's messages over all connections using it
+        self.joins = KeyedBuckets(s.ip_join_rate, 5 * s.ip_join_rate)
+        self.connects = KeyedBuckets(s.conn_rate, 10 * s.conn_rate)
+        self.rooms = KeyedBuckets(s.room_rate, 5)
+        self.new_names = KeyedBuckets(s.name_rate, 10)
+        self.open = AddressCounter(s.max_conn_per_ip)
+
+
+class FrameHandler:
+    def __init__(self, hub: Hub, settings: Settings, limits: AddressLimits) -> None:
+        self.hub = hub
+        self.settings = settings
+        self.limits = limits
+
+    async def handle(self, session: Session, text: str) -> None:
+        """One text frame from a client: parse, validate, limit, hand over; errors go back as frames.
+
+        Every frame counts against the connection's frame rate, and every refusal
+        for going too fast counts towards the flood close, whatever the frame's type."""
+        hub = self.hub
+        member = session.member
+        try:
+            if not session.frames.take():
+                self._too_fast(session, "Too many frames; slow down.")
+                return
+            frame = protocol.parse(text, self.settings.max_text)
+            if isinstance(frame, Msg):
+                limits = self.limits
+                hub.check_post(member)
+                if not (session.messages.take() and limits.messages.take(session.address)
+                        and limits.names.take(member.key or "")):
+                    self._too_fast(session, "Slow down: that message was not sent.")
+                    return
+                hub.post(member, frame.text)
+            elif isinstance(frame, Join):
+                if session.login is not None:
+                    frame = Join(session.login, frame.room, frame.since, frame.token)
+                await self._join(session, frame)
+            elif isinstance(frame, Ping):
+                member.send(protocol.pong())
+        except (ProtocolError, Refusal) as exc:
+            member.send(protocol.error(exc.code, exc.message))
+
+    async def _join(self, session: Session, frame: Join) -> None:
+        hub, limits, address = self.hub, self.limits, session.address
+        if not (session.joins.take() and limits.joins.take(address)):
+            self._too_fast(session, "Too many joins; wait a moment and try again.")
+            return
+        if not hub.is_listed(frame.room) and not limits.rooms.take(address):
+            self._too_fast(session, "Too many new rooms from this address; join one from the list.")
+            return
+        member = session.member
+        if frame.key != member.key and frame.key not in hub.claims and not limits.new_names.take(address):
+            self._too_fast(session, "Too many new names from this address; wait a moment.")
+            return
+        await hub.join(member, frame, trusted=session.login is not None)
+
+    def _too_fast(self, session: Session, message: str) -> None:
+        """Refuse one frame as ``rate_limited``; persistent flooding closes the connection (1008)."""
+        if session.flood.strike():
+            session.member.outbox.close(CloseCode.POLICY, "flooding")
+        else:
+            session.member.send(protocol.error("rate_limited", message))
