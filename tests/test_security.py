@@ -142,7 +142,8 @@ def test_connections_per_address_and_trusted_proxy(tmp_path):
         return out
 
     async def refused(url, xff=None):
-        c = (await open_n(url, 1, xff))[0]
+        headers = {"X-Forwarded-For": xff} if xff else None
+        c = await Client.open(url, additional_headers=headers)
         f = await c.recv()
         assert f["code"] == "too_many_connections"
         with pytest.raises(ConnectionClosed) as info:
