@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 import app_variant  # bench/, next to this file
+from chat_core.settings import limits_off
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -25,21 +26,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 now_ns = time.monotonic_ns
 
 # Abuse limits off (issue 4: 0 turns each off); unknown variables are harmless.
-APP_ENV = {
-    "CHAT_RATE": "0",
-    "CHAT_JOIN_RATE": "0",
-    "CHAT_MAX_CONN_PER_IP": "0",
-    "CHAT_FRAME_RATE": "0",
-    "CHAT_IP_RATE": "0",
-    "CHAT_IP_JOIN_RATE": "0",
-    "CHAT_CONN_RATE": "0",
-    "CHAT_ROOM_RATE": "0",
-    "CHAT_NAME_RATE": "0",
-    "CHAT_MAX_ROOMS": "0",
-    "CHAT_NAME_RESERVE": "0",
-    "CHAT_MAX_HALF_OPEN_PER_IP": "0",
-    "GRADIO_ANALYTICS_ENABLED": "False",
-}
+APP_ENV = {**limits_off(), "GRADIO_ANALYTICS_ENABLED": "False"}
 
 
 # -- CPUs ---------------------------------------------------------------------

@@ -179,6 +179,17 @@ def describe(f: dataclasses.Field[Any]) -> str:
     return f"setting {flag_name(f)} ({env_name(f.name)})"
 
 
+# The abuse limits (0 turns each off), for limits_off().
+ABUSE_LIMITS = ("rate", "join_rate", "max_conn_per_ip", "frame_rate", "ip_rate", "ip_join_rate", "conn_rate",
+                "room_rate", "name_rate", "max_rooms", "max_half_open_per_ip")
+
+
+def limits_off() -> dict[str, str]:
+    """``CHAT_*`` variables that turn every abuse limit off and reserve no name after its
+    holder leaves: for tests and benchmarks, which send in bursts and reconnect on purpose."""
+    return {env_name(name): "0" for name in (*ABUSE_LIMITS, "name_reserve")}
+
+
 def env_name(name: str) -> str:
     return "CHAT_" + name.upper()
 

@@ -13,23 +13,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from chat_core.settings import limits_off
+
 ROOT = Path(__file__).resolve().parent.parent
 # Abuse limits off, and names not reserved after their holder leaves: tests about
 # something else reconnect and send in bursts on purpose (the limit tests set their own).
-NO_LIMITS = {
-    "CHAT_RATE": "0",
-    "CHAT_JOIN_RATE": "0",
-    "CHAT_MAX_CONN_PER_IP": "0",
-    "CHAT_FRAME_RATE": "0",
-    "CHAT_IP_RATE": "0",
-    "CHAT_IP_JOIN_RATE": "0",
-    "CHAT_CONN_RATE": "0",
-    "CHAT_ROOM_RATE": "0",
-    "CHAT_NAME_RATE": "0",
-    "CHAT_MAX_ROOMS": "0",
-    "CHAT_NAME_RESERVE": "0",
-    "CHAT_MAX_HALF_OPEN_PER_IP": "0",
-}
+NO_LIMITS = limits_off()
 
 
 def free_port() -> int:

@@ -137,14 +137,7 @@ export class Connection {
   /** For good: the widget is gone. */
   stop() {
     if (this.state === "stopped") return;
-    this.clearTimer();
-    this.clearJoinTimer();
-    if (this.socket) {
-      const { ws } = this.socket;
-      this.socket = null;
-      detach(ws);
-      close(ws, 1000, "widget removed");
-    }
+    this.dropSocket("widget removed");
     this.setState("stopped");
   }
 
@@ -160,6 +153,18 @@ export class Connection {
     this.emit({ type: "state", state, info });
   }
 
+  /** Timers off, and the current socket (if any) let go and closed. */
+  dropSocket(reason) {
+    this.clearTimer();
+    this.clearJoinTimer();
+    if (this.socket) {
+      const { ws } = this.socket;
+      this.socket = null;
+      detach(ws);
+      close(ws, 1000, reason);
+    }
+  }
+
   clearTimer() {
     if (this.timer !== null) this.clock.clearTimeout(this.timer);
     this.timer = null;
@@ -172,14 +177,7 @@ export class Connection {
 
   connect() {
     if (this.state === "stopped") return;
-    this.clearTimer();
-    this.clearJoinTimer();
-    if (this.socket) {
-      const { ws } = this.socket;
-      this.socket = null;
-      detach(ws);
-      close(ws, 1000, "reconnecting");
-    }
+    this.dropSocket("reconnecting");
     this.emit({ type: "opening" });
     this.setState("connecting", { again: !!this.welcomed });
     let ws;
