@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import re
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
 
@@ -130,3 +132,27 @@ def serve_gradio_cdn_locally(context: BrowserContext) -> None:
             route.fulfill(status=404, body="not in the local copy")
 
     context.route(GRADIO_CDN + "**", handle)
+
+
+class StaticSite:
+    """Another origin, http://127.0.0.1:<its own port>, serving the pages written into
+    ``root``: it stands in for somebody else's site or share link in the attack tests."""
+
+    def __init__(self, root: Path) -> None:
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+
+        def handler(*args: object, **kwargs: object) -> SimpleHTTPRequestHandler:
+            return SimpleHTTPRequestHandler(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def page(self, name: str, html: str) -> str:
+        """Serve ``html`` as ``name``; its URL."""
+        (self.root / name).write_text(html, encoding="utf-8")
+        return f"{self.origin}/{name}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()

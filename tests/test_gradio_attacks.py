@@ -15,17 +15,15 @@ import asyncio
 import json
 import subprocess
 import sys
-import threading
 import urllib.error
 import urllib.request
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from browsers import People
+from browsers import People, StaticSite
 from servers import ROOT, free_port
 from test_browser_chat import expect_state
 from test_gradio_app import readme_uvicorn_flags, start_server, uvicorn_command
@@ -35,13 +33,13 @@ from wsclient import fragmented_close_code
 pytestmark = [pytest.mark.timeout(240)]
 
 
-class OtherSite:
-    """A page on another origin (http://127.0.0.1:<its port>) that tries, with the
-    visitor's cookies, to read the chat's API and to open its socket."""
-
-    def __init__(self, root: Path, chat_port: int) -> None:
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "index.html").write_text(f"""<!doctype html><title>another app</title><script>
+def other_site(root: Path, chat_port: int) -> tuple[StaticSite, str]:
+    """A page on another origin that tries, with the visitor's cookies, to read the
+    chat's API and to open its socket."""
+    site = StaticSite(root)
+    return site, site.page(
+        "index.html",
+        f"""<!doctype html><title>another app</title><script>
 window.api = "pending"; window.socket = "pending";
 fetch("http://127.0.0.1:{chat_port}/api/rooms/lobby/messages", {{credentials: "include"}})
   .then(r => r.text()).then(t => {{ window.api = "read:" + t; }}, e => {{ window.api = "blocked"; }});
@@ -49,14 +47,8 @@ const ws = new WebSocket("ws://127.0.0.1:{chat_port}/ws");
 ws.onmessage = (e) => {{ window.socket = "frame:" + e.data; }};
 ws.onopen = () => ws.send(JSON.stringify({{type: "join", payload: {{user: "x"}}}}));
 ws.onerror = () => {{ if (window.socket === "pending") window.socket = "refused"; }};
-</script>""")
-        handler = lambda *a, **k: SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.origin = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
+</script>""",
+    )
 
 
 def test_another_apps_page_cannot_act_or_read_as_the_logged_in_user(tmp_path: Path, people: People) -> None:
@@ -67,9 +59,9 @@ def test_another_apps_page_cannot_act_or_read_as_the_logged_in_user(tmp_path: Pa
     try:
         ann = log_in(people, srv.url, "ann", "pw-ann")
         expect_state(ann, "connected")  # her own page, with its ticket, chats
-        site = OtherSite(tmp_path / "site", srv.port)
+        site, url = other_site(tmp_path / "site", srv.port)
         page = ann.context.new_page()  # the same browser context: ann's cookies
-        page.goto(site.origin + "/index.html")
+        page.goto(url)
         page.wait_for_function("window.api !== 'pending' && window.socket !== 'pending'", timeout=20_000)
         assert page.evaluate("window.api") == "blocked"  # no Access-Control-Allow-Origin for it
         assert page.evaluate("window.socket") == "refused"
@@ -81,25 +73,24 @@ def test_another_apps_page_cannot_act_or_read_as_the_logged_in_user(tmp_path: Pa
 
 def test_a_listed_origin_with_the_cookie_but_no_ticket_is_refused(tmp_path: Path, people: People) -> None:
     srv = None
-    site_root = tmp_path / "site"
-    site_root.mkdir()
-    handler = lambda *a, **k: SimpleHTTPRequestHandler(*a, directory=str(site_root), **k)  # noqa: E731
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    origin = f"http://127.0.0.1:{httpd.server_address[1]}"
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    site = StaticSite(tmp_path / "site")
+    origin = site.origin
     try:
         srv = start_server(tmp_path, args=("--auth", "ann:pw-ann", "--allowed-origins", origin))
-        (site_root / "index.html").write_text(f"""<!doctype html><script>
+        url = site.page(
+            "index.html",
+            f"""<!doctype html><script>
 window.socket = "pending";
 const ws = new WebSocket("ws://127.0.0.1:{srv.port}/ws");
 ws.onmessage = (e) => {{ window.socket = "frame:" + e.data; }};
 ws.onopen = () => ws.send(JSON.stringify({{type: "join", payload: {{user: "x"}}}}));
 ws.onerror = () => {{ if (window.socket === "pending") window.socket = "refused"; }};
-</script>""")
+</script>""",
+        )
         ann = log_in(people, srv.url, "ann", "pw-ann")
         expect_state(ann, "connected")
         page = ann.context.new_page()
-        page.goto(origin + "/index.html")
+        page.goto(url)
         page.wait_for_function("window.socket !== 'pending'", timeout=20_000)
         assert page.evaluate("window.socket") == "refused"
         # why: the same handshake by hand, with ann's session cookie and the listed Origin
@@ -116,7 +107,7 @@ ws.onerror = () => {{ if (window.socket === "pending") window.socket = "refused"
         assert status == 403 and b"no valid ticket" in body, (status, body)
         assert "ASGI callable returned without completing handshake" not in srv.log_text()
     finally:
-        httpd.shutdown()
+        site.close()
         if srv is not None:
             srv.stop()
 

@@ -14,13 +14,12 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from browsers import People, expect
+from browsers import People, StaticSite, expect
 from servers import ServerProcess
 from test_browser_chat import expect_message, expect_state, say
 from test_gradio_app import start_server
@@ -125,33 +124,28 @@ def test_gradio_login_names_the_chat_user(auth_server: ServerProcess, people: Pe
     assert page.url.rstrip("/") == auth_server.url
 
 
-class HostileSite:
+def hostile_site(root: Path, target_port: int) -> tuple[StaticSite, str]:
     """Another server on another port, serving a page that tries to use the chat's socket."""
-
-    def __init__(self, root: Path, target_port: int) -> None:
-        (root / "index.html").write_text(f"""<!doctype html><title>evil</title><script>
+    site = StaticSite(root)
+    return site, site.page(
+        "index.html",
+        f"""<!doctype html><title>evil</title><script>
 window.result = "pending";
 const ws = new WebSocket("ws://127.0.0.1:{target_port}/ws");
 ws.onopen = () => {{ window.result = "open"; ws.send(JSON.stringify({{type: "join", payload: {{user: "evil"}}}})); }};
 ws.onerror = () => {{ window.result = "error"; }};
 ws.onclose = (e) => {{ if (window.result !== "open") window.result = "closed:" + e.code; }};
-</script>""")
-        handler = lambda *a, **k: SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/index.html"
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
+</script>""",
+    )
 
 
 def test_a_page_on_another_site_cannot_open_the_socket(tmp_path: Path, browser) -> None:
     srv = start_server(tmp_path)
-    site = HostileSite(tmp_path, srv.port)
+    site, url = hostile_site(tmp_path / "site", srv.port)
     try:
         context = browser.new_context()
         page = context.new_page()
-        page.goto(site.url)
+        page.goto(url)
         page.wait_for_function("window.result !== 'pending'", timeout=20_000)
         assert page.evaluate("window.result") in ("error", "closed:1006")
         with urllib.request.urlopen(srv.url + "/healthz", timeout=10) as r:
@@ -167,7 +161,7 @@ def test_a_page_on_another_site_cannot_open_the_socket(tmp_path: Path, browser) 
         context.close()
 
         async def by_hand() -> int:  # the same handshake, to see the server's answer
-            origin = site.url.rsplit("/", 1)[0]
+            origin = site.origin
             with pytest.raises(InvalidStatus) as info:
                 await Client.open(srv.ws_url, origin=origin)
             return info.value.response.status_code

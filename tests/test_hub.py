@@ -155,19 +155,28 @@ def test_overflow_closes_only_the_slow_peer_with_1013():
     run_hub(t)
 
 
+def break_store(hub, exc):
+    """Make every append raise ``exc``; returns what puts the real store back."""
+    real_append = hub.store.append
+
+    async def broken(messages):
+        raise exc
+    hub.store.append = broken
+
+    def mend():
+        hub.store.append = real_append
+    return mend
+
+
 def test_failed_write_sends_nothing_and_reuses_no_visible_id():
     async def t(hub):
         a = Peer(hub)
         await hub.join(a.member, Join("alice"))
-        real_append = hub.store.append
-
-        async def broken(messages):
-            raise OSError("disk full")
-        hub.store.append = broken
+        mend = break_store(hub, OSError("disk full"))
         hub.post(a.member, "lost")
         await settle()
         assert a.frames[-1]["type"] == "error" and a.frames[-1]["code"] == "store_unavailable"
-        hub.store.append = real_append
+        mend()
         hub.post(a.member, "kept")
         await settle()
         assert a.texts() == ["kept"] and a.frames[-1]["payload"]["id"] == 1
@@ -204,11 +213,7 @@ def test_the_writer_survives_an_unexpected_error_and_health_says_so(caplog):
     async def t(hub):
         a = Peer(hub)
         await hub.join(a.member, Join("alice"))
-        real_append = hub.store.append
-
-        async def broken(messages):
-            raise KeyError("a bug in the store")
-        hub.store.append = broken
+        mend = break_store(hub, KeyError("a bug in the store"))
         with caplog.at_level("ERROR", logger="chat_core.writer"):
             for i in range(3):
                 hub.post(a.member, f"lost {i}")
@@ -218,7 +223,7 @@ def test_the_writer_survives_an_unexpected_error_and_health_says_so(caplog):
         assert hub.stats()["failed_batches"] == 3
         records = [r for r in caplog.records if r.name == "chat_core.writer"]
         assert len(records) == 1 and records[0].exc_info is not None  # once, with the traceback
-        hub.store.append = real_append
+        mend()
         hub.post(a.member, "kept")
         await settle()
         assert a.texts() == ["kept"] and hub.health.value == "ok" and hub.stats()["failed_batches"] == 0
