@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from .engine import check_engine
 from .serve import serve
 from .settings import SettingError, Settings, add_arguments
-from .store import StoreInUse, StoreUnusable, check_free, check_store
+from .store import StoreInUse, StoreUnusable
 from .web import create_app
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -22,8 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_args(args)
-        check_free(settings.db)
-        check_store(settings.db)
+        check_engine(settings)
     except (SettingError, StoreInUse, StoreUnusable) as exc:
         sys.exit(f"error: {exc}")
     app = create_app(settings, assets_dir=ASSETS if (ASSETS / "page.html").is_file() else None)

@@ -32,10 +32,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .admission import Login
+from .engine import check_engine
 from .protocol import CloseCode
 from .serve import tune_gc, uvicorn_options
 from .settings import SettingError, Settings, add_arguments
-from .store import StoreInUse, StoreUnusable, check_free, check_store
+from .store import StoreInUse, StoreUnusable, check_store
 from .web import bad_host, create_app, is_chat_socket
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -173,7 +174,8 @@ def checked_settings(args: Optional[argparse.Namespace] = None) -> Settings:
     """:func:`settings_from`, with a store that can be opened; else exit with one line."""
     try:
         settings = settings_from(args)
-        check_store(settings.db)
+        if not settings.redis_url:
+            check_store(settings.db)
         return settings
     except (SettingError, StoreUnusable) as exc:
         sys.exit(f"error: {exc}")
@@ -216,7 +218,7 @@ def launch(demo: gr.Blocks, argv: Optional[list[str]] = None) -> None:
     args = parse_args(argv)
     settings = checked_settings(args)
     try:
-        check_free(settings.db)  # before Gradio starts: a second server on the same file would reuse ids
+        check_engine(settings)  # before Gradio starts: a second server on the same file would reuse ids
     except StoreInUse as exc:
         sys.exit(f"error: {exc}")
     chat = chat_app(settings)

@@ -16,6 +16,7 @@ recipient's socket is ever awaited here.
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 from typing import Any, Optional
 
@@ -40,14 +41,15 @@ class Hub:
                  sequencer: Optional[Sequencer] = None) -> None:
         self.settings = settings
         self.store = store
-        self.claims = claims or Claims(store, secrets.token_bytes(32), settings.token_ttl, settings.name_reserve)
+        if claims is None:  # (not `claims or`: an empty Claims is falsy)
+            claims = Claims(store, secrets.token_bytes(32), settings.token_ttl, settings.name_reserve)
+        self.claims = claims
         cache = max(settings.history_limit, settings.replay_limit, 1)
         if settings.history_keep:
             cache = min(cache, max(settings.history_keep, settings.history_limit))
         self.registry = RoomRegistry(store, cache, settings.room_idle)
         self.presence = Presence(settings, self.registry, self.claims)
-        self.writer = HistoryWriter(sequencer or LocalSequencer(store), self._deliver, self._save_names,
-                                    settings.commit_delay)
+        self.writer = HistoryWriter(sequencer or LocalSequencer(store), self._save_names, settings.commit_delay)
         self.members: set[Member] = set()
 
     @property
@@ -56,18 +58,19 @@ class Hub:
 
     @property
     def health(self) -> Health:
-        return self.writer.health
+        return Health.DEGRADED if self.health_reason else Health.OK
 
     @property
     def health_reason(self) -> str:
-        return self.writer.reason
+        """Why messages cannot be stored or delivered now ("" while they can)."""
+        return "; ".join(r for r in (self.writer.reason, self.writer.sequencer.problem) if r)
 
     # --- life cycle --------------------------------------------------------
 
     async def start(self) -> None:
         await self.store.open()
         await self.registry.start()
-        await self.writer.sequencer.start()
+        await self.writer.sequencer.start(self._deliver, self.registry.rooms.__contains__)
         await self.claims.open()
         self.writer.start()
 
@@ -87,6 +90,7 @@ class Hub:
     async def stop(self) -> None:
         """Close every connection (1001) and the store."""
         await self.close_all()
+        await self.writer.sequencer.close()
         await self.store.close()
 
     # --- connections -------------------------------------------------------
@@ -189,6 +193,7 @@ class Hub:
 
     def stats(self) -> dict[str, Any]:
         return {
+            "process": os.getpid(),  # which server process answered (several on Redis)
             "connections": len(self.members),
             "rooms": sum(1 for r in self.registry.rooms.values() if r.members),
             "messages": self.writer.messages,

@@ -48,6 +48,9 @@ class FrameWriter(Protocol):
     def set_send_buffer(self, size: int) -> None:
         """Cap the kernel's send buffer for this socket."""
 
+    def abort(self) -> None:
+        """Drop the connection at once, whatever is unsent."""
+
 
 class State(enum.Enum):
     OPEN = "open"  # frames are taken

@@ -29,6 +29,8 @@ class Settings:
     """Chat server settings. A limit of 0 turns that limit off."""
 
     db: str = _opt("chat.db", "History store: a SQLite path or sqlite:///path, or :memory: to keep nothing.")
+    redis_url: str = _opt("", "Redis (redis://, rediss://, unix://) holding history, ids and fan-out for several "
+                              "server processes; empty: one process with the --db store.")
     history_limit: int = _opt(100, "Messages sent to a client that joins without `since` (0: none).")
     replay_limit: int = _opt(1000, "Most messages replayed to a client that joins with `since` (0: all that are kept).")
     history_keep: int = _opt(10000, "Messages kept per room in the store (0 keeps all).")
@@ -133,6 +135,12 @@ class Settings:
             if host != "*" and not HOST_RE.fullmatch(host):
                 raise SettingError(f"{describe(_field('allowed_hosts'))}: {host!r} is not a host name "
                                    "such as chat.example.org, *.example.org or '*'")
+        if self.secret and len(self.secret.encode()) < 16:
+            raise SettingError(f"{describe(_field('secret'))}: too short ({len(self.secret.encode())} bytes); "
+                               "give at least 16 bytes, e.g. python -c \"import secrets; print(secrets.token_hex())\"")
+        if self.redis_url and not REDIS_URL_RE.match(self.redis_url):
+            raise SettingError(f"{describe(_field('redis_url'))}: {self.redis_url!r} is not a Redis URL "
+                               "such as redis://localhost:6379/0, rediss://host:6380 or unix:///run/redis.sock")
         try:
             self.logins()
         except ValueError as exc:
@@ -163,6 +171,7 @@ class SettingError(ValueError):
 
 ORIGIN_RE = re.compile(r"https?://(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?")
 HOST_RE = re.compile(r"(\*\.)?[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+REDIS_URL_RE = re.compile(r"(redis|rediss)://[^\s/]*(/[0-9]*)?(\?\S*)?$|unix:///\S+$")
 TRUE, FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 

@@ -327,8 +327,9 @@ def lock_database(path: str) -> Optional[IO[str]]:
         holder = lock.read().strip() or "?"
         lock.close()
         raise StoreInUse(
-            f"{path} is in use by another chat server (pid {holder}). Each server process needs a "
-            "database of its own: stop the other one, or give this one another --db.") from None
+            f"{path} is in use by another chat server (pid {holder}). To run several server processes "
+            "as one chat, give them all --redis-url (see docs/deploy.md); else stop the other one, or "
+            "give this one another --db.") from None
     lock.seek(0)
     lock.truncate()
     lock.write(str(os.getpid()))

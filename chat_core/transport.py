@@ -116,6 +116,11 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         transport.write(frame)
         return True
 
+    def abort(self) -> None:
+        """Let the socket go now, unsent bytes and all: for a peer that took not even
+        the close frame (a plain close would wait for it to read, for ever)."""
+        self.transport.abort()
+
     def set_send_buffer(self, size: int) -> None:
         """Cap the kernel's send buffer for this socket (SO_SNDBUF), instead of
         letting Linux grow it to several MiB for a client that does not read."""

@@ -25,13 +25,13 @@ from starlette.types import Receive, Scope, Send
 
 from . import logs, protocol
 from .admission import Authenticator, Gate, address_of, allowed_list, basic_auth
+from .engine import Engine, open_engine
 from .hub import Health, Hub
-from .identity import Claims, load_secret
+from .identity import Claims
 from .outbox import FRAME_WRITER, FrameWriter, open_outbox
 from .protocol import CloseCode, ProtocolError
 from .session import AddressLimits, FrameHandler, Session
 from .settings import Settings
-from .store import SQLiteStore, open_store
 
 log = logging.getLogger("chat_core.web")
 
@@ -50,6 +50,7 @@ class ChatServer:
         self.authenticate = authenticate
         self.challenge = challenge  # answer 401 with an HTTP Basic challenge (the browser's own login box)
         self.hub: Optional[Hub] = None
+        self.engine: Optional[Engine] = None
         self.frames: Optional[FrameHandler] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.limits = AddressLimits(self.settings)
@@ -60,15 +61,16 @@ class ChatServer:
         if self.hub is not None:
             return
         s = self.settings
-        store = open_store(s.db, keep=s.history_keep, durable=s.durable)
-        secret_file = store.path + ".secret" if isinstance(store, SQLiteStore) else None
-        self.gate.secret = load_secret(s.secret, secret_file)
-        claims = Claims(store, self.gate.secret, s.token_ttl, s.name_reserve, logins=self.authenticate is not None)
-        self.hub = Hub(s, store, claims)
+        engine = open_engine(s)
+        self.engine = engine
+        self.gate.secret = await engine.secret(s.secret)
+        claims = Claims(engine.store, self.gate.secret, s.token_ttl, s.name_reserve,
+                        logins=self.authenticate is not None)
+        self.hub = Hub(s, engine.store, claims, engine.sequencer)
         await self.hub.start()
         self.frames = FrameHandler(self.hub, s, self.limits)
         self.loop = asyncio.get_running_loop()
-        log.info("chat history in %s", s.db)
+        log.info("chat history in %s (%s engine)", engine.where, engine.kind.value)
 
     async def close_connections(self, code: int = CloseCode.GOING_AWAY) -> None:
         """Close every chat connection (history written first); the server keeps running."""
@@ -140,8 +142,15 @@ class ChatServer:
         writer: Optional[FrameWriter] = scope.get("extensions", {}).get(FRAME_WRITER)
         if writer is not None and s.send_buffer:
             writer.set_send_buffer(s.send_buffer)
-        route = asyncio.current_task()  # cancelled if the peer stops reading for good (abandoned)
-        outbox = open_outbox(send, s.outbox, writer, s.stall_timeout, route.cancel if route is not None else None)
+        route = asyncio.current_task()
+
+        def abandon() -> None:  # the peer stopped reading for good: not even the close frame went out
+            if writer is not None:
+                writer.abort()  # else uvicorn's close would wait for it to read, holding the socket
+            if route is not None:
+                route.cancel()
+
+        outbox = open_outbox(send, s.outbox, writer, s.stall_timeout, abandon)
         session = Session(hub.attach(outbox), s, login, address)
         outbox.start()
         try:
@@ -229,6 +238,8 @@ class ChatServer:
                 if degraded:
                     body["reason"] = hub.health_reason
                 body.update(hub.stats())
+                if self.engine is not None:
+                    body.update(await self.engine.status())
             return JSONResponse(body, status_code=503 if degraded else 200)
 
         return router

@@ -6,7 +6,7 @@ commits them as the next batch (group commit: a busy room costs one store
 transaction per batch, not one per message). Each batch goes through a
 :class:`Sequencer`, which gives every message the next id of its room and stores
 the batch atomically: all of it or, raising, none, with the ids given back. Only
-then are the messages delivered (fanned out). The embedded engine's sequencer is
+then does it deliver the messages (to be fanned out). The embedded engine's sequencer is
 :class:`LocalSequencer`: ids counted in this process, the batch in one SQLite
 transaction. A cross-process engine (Redis) replaces exactly this step: ids, storage
 and publication in one atomic script.
@@ -32,7 +32,11 @@ from .store import Message, Store
 
 log = logging.getLogger("chat_core.writer")
 
-EXPECTED_STORE_ERRORS = (sqlite3.Error, OSError)  # a failing disk: named in one line, no traceback
+# A failing disk: named in one line, no traceback.
+EXPECTED_STORE_ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error, OSError)
+
+
+PROBE_EVERY = 1.0  # seconds between asking a degraded engine whether it can store again
 
 
 class Health(enum.Enum):
@@ -53,25 +57,54 @@ class Draft:
     ts: float
 
 
+Deliver = Callable[[list[Message]], None]
+
+
 class Sequencer(Protocol):
-    async def start(self) -> None:
-        """Learn where every room's ids stand."""
+    expected: tuple[type[BaseException], ...]  # errors of a store that is away: logged in one line
+
+    @property
+    def problem(self) -> str:
+        """Why delivery does not work now ("" while it does)."""
+
+    async def start(self, deliver: Deliver, wanted: Callable[[str], bool]) -> None:
+        """Learn where every room's ids stand; from now on hand every stored message to
+        ``deliver``, each room's in id order, once (``wanted``: a room has members here)."""
 
     async def commit(self, drafts: Sequence[Draft]) -> list[Message]:
         """Give each draft the next id of its room and store the batch: all of it, or
-        (raising) none, with no id used up."""
+        (raising) none, with no id used up. Delivery follows, through ``deliver``."""
+
+    async def close(self) -> None:
+        """Stop delivering."""
+
+    async def writable(self) -> bool:
+        """Whether a batch could be stored now, if that can be told without storing one
+        (the writer asks while it is degraded and idle, to recover without a message)."""
 
 
 class LocalSequencer:
     """Ids counted in this process (one process per database: see
-    :func:`chat_core.store.lock_database`), the batch stored in one transaction."""
+    :func:`chat_core.store.lock_database`), the batch stored in one transaction and
+    delivered as soon as it is stored."""
+
+    expected: tuple[type[BaseException], ...] = EXPECTED_STORE_ERRORS
+    problem = ""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self._last_ids: dict[str, int] = {}  # newest id given out per room
+        self._deliver: Deliver = lambda messages: None
 
-    async def start(self) -> None:
+    async def start(self, deliver: Deliver, wanted: Callable[[str], bool]) -> None:
         self._last_ids = await self.store.last_ids()
+        self._deliver = deliver
+
+    async def close(self) -> None:
+        self._deliver = lambda messages: None
+
+    async def writable(self) -> bool:
+        return False  # a disk that failed a write says whether it works again only at the next one
 
     async def commit(self, drafts: Sequence[Draft]) -> list[Message]:
         before: dict[str, int] = {}
@@ -86,14 +119,14 @@ class LocalSequencer:
         except BaseException:
             self._last_ids.update(before)  # nobody saw these ids: give them out again
             raise
+        self._deliver(messages)
         return messages
 
 
 class HistoryWriter:
-    def __init__(self, sequencer: Sequencer, deliver: Callable[[list[Message]], None],
-                 after_batch: Callable[[], Awaitable[None]], commit_delay: float = 0.0) -> None:
+    def __init__(self, sequencer: Sequencer, after_batch: Callable[[], Awaitable[None]],
+                 commit_delay: float = 0.0) -> None:
         self.sequencer = sequencer
-        self.deliver = deliver  # stored messages, to their rooms
         self.after_batch = after_batch  # other bookkeeping the writer's turn carries (saving names)
         self.commit_delay = commit_delay
         self.health = Health.OK
@@ -149,7 +182,12 @@ class HistoryWriter:
                     await self.after_batch()
                     return
                 self._wakeup = loop.create_future()
-                await self._wakeup
+                if self.health is Health.DEGRADED:
+                    await asyncio.wait([self._wakeup], timeout=PROBE_EVERY)
+                    if not self._wakeup.done() and await self._probe():
+                        self._recovered()
+                else:
+                    await self._wakeup
                 self._wakeup = None
                 if self.commit_delay:
                     await asyncio.sleep(self.commit_delay)
@@ -168,9 +206,14 @@ class HistoryWriter:
                 draft.member.send(err)
             return
         self._recovered()
-        self.deliver(messages)
         self.messages += len(messages)
         self.commits += 1
+
+    async def _probe(self) -> bool:
+        try:
+            return await self.sequencer.writable()
+        except Exception:
+            return False
 
     def degrade(self, what: str, exc: BaseException) -> None:
         """Writes fail: say so once per outage (the real cause, with a traceback only for
@@ -181,7 +224,7 @@ class HistoryWriter:
             log.debug("%s: %s", what, cause)
             return
         self.health, self.reason, self._cause = Health.DEGRADED, f"{what}: {cause}", cause
-        if isinstance(exc, EXPECTED_STORE_ERRORS):
+        if isinstance(exc, self.sequencer.expected):
             log.error("chat history: %s (refusing messages until writes work again)", self.reason)
         else:
             log.error("chat history: %s", self.reason, exc_info=exc)

@@ -3,8 +3,8 @@ and `people` fixtures of conftest.py are made of.
 
 Each person is a separate browser context (own localStorage), the way two people on
 two machines are. Screenshots go to tests/artifacts/ (gitignored); look at them.
-Without Playwright or Chromium the browser tests skip, except under CI=true, where
-they fail.
+Without Playwright or Chromium the browser tests skip, except on CI, where they
+fail (tests/ci.py).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional
 
-import pytest
-
+from ci import missing
 from servers import ROOT
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -36,17 +35,11 @@ GRADIO_CDN = "https://gradio.s3-us-west-2.amazonaws.com/"
 WAIT = 20_000  # ms: a page waiting on the server
 
 
-def missing(why: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{why} (CI=true: browser tests must run)")
-    pytest.skip(why)
-
-
 try:
     from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 except ImportError as exc:  # pragma: no cover - depends on the machine
     IMPORT_ERROR: Optional[ImportError] = exc
-    # Importable all the same: the `browser` fixture skips (fails under CI=true) before any of these is used.
+    # Importable all the same: the `browser` fixture skips (fails on CI) before any of these is used.
     Browser = BrowserContext = Page = expect = sync_playwright = None
 else:
     IMPORT_ERROR = None

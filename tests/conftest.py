@@ -9,13 +9,42 @@ from collections.abc import Iterator
 import pytest
 
 from browsers import CHROMIUM, CHROMIUM_ARGS, IMPORT_ERROR, Browser, People, missing, sync_playwright
+from redis_server import RedisServer
 from servers import ServerProcess
+
+ENGINES = ["sqlite", "redis"]
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server for the session (skips, or fails on CI, without the binary)."""
+    srv = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield srv
+    srv.stop()
 
 
 @pytest.fixture
-def server(tmp_path):
-    """A real chat server (uvicorn, SQLite in tmp_path) on a free port."""
-    srv = ServerProcess(["--db", str(tmp_path / "chat.db")], log_path=tmp_path / "server.log")
+def redis_url(redis_server: RedisServer) -> str:
+    """The session's Redis, emptied for this test."""
+    if redis_server.proc is None or redis_server.proc.poll() is not None:
+        redis_server.start()  # a test stopped it
+    redis_server.resume()
+    redis_server.flush()
+    return redis_server.url
+
+
+@pytest.fixture(params=ENGINES)
+def engine_args(request: pytest.FixtureRequest, tmp_path) -> list[str]:
+    """The flags that put a server on each engine in turn: SQLite in tmp_path, or the session's Redis."""
+    if request.param == "redis":
+        return ["--redis-url", request.getfixturevalue("redis_url")]
+    return ["--db", str(tmp_path / "chat.db")]
+
+
+@pytest.fixture
+def server(tmp_path, engine_args):
+    """A real chat server (uvicorn) on a free port, on each engine in turn."""
+    srv = ServerProcess(engine_args, log_path=tmp_path / "server.log")
     srv.start()
     yield srv
     srv.stop()
@@ -23,7 +52,7 @@ def server(tmp_path):
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Debian's Chromium, headless, one per test module (skips, or fails under CI=true, without it)."""
+    """Debian's Chromium, headless, one per test module (skips, or fails on CI, without it)."""
     if IMPORT_ERROR is not None:
         missing(f"playwright is not installed: {IMPORT_ERROR}")
     if not os.path.exists(CHROMIUM):

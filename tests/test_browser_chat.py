@@ -5,7 +5,7 @@ in a subprocess on a free loopback port, with its own SQLite file. Each person i
 separate browser context (own localStorage), the way two people on two machines are.
 Screenshots go to tests/artifacts/ (gitignored); look at them.
 
-Without Playwright or Chromium these tests skip, except under CI=true, where they fail.
+Without Playwright or Chromium these tests skip, except on CI, where they fail.
 The `browser` and `people` fixtures are in conftest.py, made of tests/browsers.py.
 """
 

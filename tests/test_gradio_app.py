@@ -30,6 +30,7 @@ from typing import Optional
 
 import pytest
 
+from ci import missing
 from servers import ROOT, ServerProcess
 
 SERVER_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1"}
@@ -453,8 +454,7 @@ def test_runs_on_python_310() -> None:
     """Spaces default to Python 3.10: no syntax, module or call newer than that.
 
     Checked statically here (the parser in 3.10 mode, then vermin for library calls);
-    with PYTHON310 pointing at a 3.10 interpreter that has the requirements, the app
-    is also imported there."""
+    test_imports_on_python_310 runs the app under 3.10 itself."""
     files = [p for name in PROJECT_PY for p in ([ROOT / name] if name.endswith(".py") else (ROOT / name).rglob("*.py"))]
     for path in files:
         source = path.read_text()
@@ -477,9 +477,15 @@ def test_runs_on_python_310() -> None:
         text=True,
     )
     assert found.returncode == 0, found.stdout + found.stderr
+
+
+def test_imports_on_python_310() -> None:
+    """The app builds under a real Python 3.10 (PYTHON310: an interpreter with
+    requirements.txt installed; .ci/run makes one from pyenv's 3.10). Without it this
+    skips, except on CI, where it fails."""
     py310 = os.environ.get("PYTHON310")
     if not py310:
-        return
+        missing("PYTHON310 is not set (a Python 3.10 with requirements.txt installed)")
     done = subprocess.run(
         [py310, "-c", "import gradio_app; print(type(gradio_app.app).__name__)"],
         cwd=ROOT,
@@ -488,7 +494,7 @@ def test_runs_on_python_310() -> None:
         timeout=120,
         env={**os.environ, **SERVER_ENV},
     )
-    assert done.returncode == 0 and done.stdout.strip() == "FastAPI", done.stderr
+    assert done.returncode == 0 and done.stdout.strip() == "ChatRoutes", done.stdout + done.stderr
 
 
 def readme_uvicorn_flags() -> list[str]:

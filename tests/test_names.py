@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 from hypothesis import example, given, settings, strategies as st
 
@@ -185,18 +183,6 @@ def test_different_key(a: str, b: str) -> None:
 
 def test_key_of_cjk_is_itself() -> None:
     assert name_key("\u674e\u5c0f\u9f8d") == "\u674e\u5c0f\u9f8d"
-
-
-def test_name_key_is_fast() -> None:
-    name = "Alexander Ivanovich M\u00fcller-Bach\u0430"  # 32 characters, mixed scripts
-    assert len(name) == MAX_NAME
-    name_key(name)  # loads the table
-    runs = 2000
-    start = time.perf_counter()
-    for _ in range(runs):
-        name_key(name)
-    per_call = (time.perf_counter() - start) / runs
-    assert per_call < 250e-6  # measured ~15-25 µs; generous for slow CI machines
 
 
 _INTERESTING = [

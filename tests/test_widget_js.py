@@ -3,7 +3,7 @@
 the protocol reducer, the connection (with a fake WebSocket, clock and random source),
 the rules from assets/rules.json, links in texts and the status line.
 
-Without Node (18 or newer) this skips, except under CI=true, where it fails.
+Without Node (18 or newer) this skips, except on CI, where it fails (tests/ci.py).
 """
 
 from __future__ import annotations
@@ -12,20 +12,12 @@ import os
 import re
 import shutil
 import subprocess
-from typing import NoReturn
 
-import pytest
-
+from ci import missing
 from servers import ROOT
 
 JS_TESTS = sorted((ROOT / "tests" / "js").glob("*.test.mjs"))
 NODE_MIN = 18  # the first with `node --test`
-
-
-def missing(why: str) -> NoReturn:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{why} (CI=true: the widget's JavaScript tests must run)")
-    pytest.skip(why)
 
 
 def node() -> str:

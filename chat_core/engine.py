@@ -1,0 +1,85 @@
+"""The engine: where history lives and how a stored message reaches every process,
+chosen by URL the way encode/broadcaster picks a backend.
+
+- embedded (the default): the ``--db`` store (SQLite, or memory), ids counted in
+  this one process, delivery in process (:class:`chat_core.writer.LocalSequencer`);
+- ``--redis-url``: history, ids and fan-out in Redis, for any number of processes
+  (:mod:`chat_core.redis_history`, :mod:`chat_core.redis_sequencer`).
+
+The rest of the chat sees a :class:`chat_core.store.Store` and a
+:class:`chat_core.writer.Sequencer`, whichever it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from .identity import load_secret
+from .settings import Settings
+from .store import SQLiteStore, Store, check_free, check_store, open_store
+from .writer import LocalSequencer, Sequencer
+
+
+class Kind(enum.Enum):
+    SQLITE = "sqlite"
+    MEMORY = "memory"
+    REDIS = "redis"
+
+
+@dataclass
+class Engine:
+    kind: Kind
+    store: Store
+    sequencer: Sequencer
+    where: str  # the database or Redis, without any password
+
+    async def status(self) -> dict[str, Any]:
+        """For /healthz: the engine, and with Redis whether it answers and how many
+        stored messages this process has not delivered yet (null: Redis did not say)."""
+        out: dict[str, Any] = {"engine": self.kind.value}
+        if self.kind is Kind.REDIS:
+            from .redis_sequencer import RedisSequencer
+
+            assert isinstance(self.sequencer, RedisSequencer)
+            out["redis"] = self.sequencer.link.value
+            try:
+                out["behind"] = await asyncio.wait_for(self.sequencer.behind(), 1.0)
+            except Exception:  # Redis away or slow: /healthz still answers at once
+                out["behind"] = None
+        return out
+
+    async def secret(self, configured: str) -> bytes:
+        """The secret for tokens and tickets: ``CHAT_SECRET``, else one kept beside the
+        database, else (Redis) the one every process shares."""
+        if self.kind is Kind.REDIS and not configured:
+            from .redis_history import RedisHistory
+
+            assert isinstance(self.store, RedisHistory)
+            return await self.store.shared_secret(load_secret("", None))
+        path = self.store.path + ".secret" if isinstance(self.store, SQLiteStore) else None
+        return load_secret(configured, path)
+
+
+def open_engine(settings: Settings) -> Engine:
+    if settings.redis_url:
+        from .redis_history import RedisHistory, where
+        from .redis_sequencer import RedisSequencer
+
+        history = RedisHistory(settings.redis_url, settings.history_keep)
+        return Engine(Kind.REDIS, history, RedisSequencer(history), where(settings.redis_url))
+    store = open_store(settings.db, keep=settings.history_keep, durable=settings.durable)
+    kind = Kind.SQLITE if isinstance(store, SQLiteStore) else Kind.MEMORY
+    return Engine(kind, store, LocalSequencer(store), settings.db)
+
+
+def check_engine(settings: Settings) -> None:
+    """At startup, before anything is served: the embedded store can be opened and no
+    other process holds it (:class:`chat_core.store.StoreUnusable`,
+    :class:`chat_core.store.StoreInUse`). Redis is not needed to start."""
+    if settings.redis_url:
+        return
+    check_store(settings.db)
+    check_free(settings.db)

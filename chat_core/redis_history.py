@@ -1,0 +1,153 @@
+"""History in Redis, for several server processes: the Redis engine's store.
+
+Each room's messages are a stream whose entry ids are the message ids (message 42
+is entry ``42-0``), so "everything after id N" is one ``XRANGE`` and trimming to
+``history_keep`` is the stream's own ``MAXLEN``. Two hashes hold, per room, the
+newest id given out and the time of the newest message (the rooms list). Messages
+are written only by :class:`chat_core.redis_sequencer.RedisSequencer`'s script;
+this module reads them, and keeps the names claimed with resume tokens.
+
+All keys start with ``chat:`` (see :class:`Keys`); a Redis used for other things as
+well keeps them apart that way. redis-py's own retries are off: a command that may
+have run is never sent twice (see :func:`connect`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from typing import Any, Optional
+from urllib.parse import urlsplit
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from .store import Claim, Message, Store
+
+log = logging.getLogger("chat_core.redis")
+
+COMMAND_TIMEOUT = 2.0  # seconds a Redis command may take before the chat says Redis is not answering
+
+
+class Keys:
+    """The names of the chat's keys and channel, in one place."""
+
+    def __init__(self, prefix: str = "chat:") -> None:
+        self.prefix = prefix
+        self.last_ids = prefix + "last"  # hash: room -> newest id given out
+        self.times = prefix + "ts"  # hash: room -> time of its newest message
+        self.claims = prefix + "claims"  # hash: name key -> claim (JSON)
+        self.secret = prefix + "secret"  # the servers' shared secret (tokens, tickets)
+        self.events = prefix + "events"  # pub/sub channel: every stored batch
+
+    def stream(self, room: str) -> str:
+        return f"{self.prefix}h:{room}"
+
+
+def connect(url: str, timeout: float = COMMAND_TIMEOUT) -> Any:
+    """A client for ``url`` whose commands fail after ``timeout`` seconds and are
+    never retried by redis-py (the chat decides what to do again). Typed ``Any``:
+    redis-py's annotations cannot say that ``decode_responses`` gives ``str``."""
+    return aioredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=0,
+    )
+
+
+def where(url: str) -> str:
+    """``url`` without its password, for logs and /healthz."""
+    parts = urlsplit(url)
+    if parts.scheme == "unix":
+        return f"unix://{parts.path}"
+    host = parts.hostname or "localhost"
+    return f"{parts.scheme}://{host}:{parts.port or 6379}{parts.path or ''}"
+
+
+def message(room: str, entry_id: str, fields: dict[str, str]) -> Message:
+    return Message(room, int(entry_id.split("-", 1)[0]), fields["u"], fields["t"], float(fields["ts"]))
+
+
+class RedisHistory(Store):
+    """The history interface over the streams the sequencer's script writes."""
+
+    def __init__(self, url: str, keep: int = 0, keys: Optional[Keys] = None) -> None:
+        super().__init__(keep)
+        self.url = url
+        self.keys = keys or Keys()
+        self.redis = connect(url)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def append(self, messages: Sequence[Message]) -> None:
+        raise NotImplementedError("messages reach Redis through RedisSequencer.commit")
+
+    async def rooms(self) -> dict[str, tuple[int, float]]:
+        last, times = await self._hashes()
+        return {room: (int(n), float(times.get(room, 0.0))) for room, n in last.items() if int(n) > 0}
+
+    async def last_ids(self) -> dict[str, int]:
+        return {room: int(n) for room, n in (await self.redis.hgetall(self.keys.last_ids)).items()}
+
+    async def _hashes(self) -> tuple[dict[str, str], dict[str, str]]:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.last_ids)
+            pipe.hgetall(self.keys.times)
+            last, times = await pipe.execute()
+        return last, times
+
+    async def after(self, room: str, since: int, limit: int, first: bool = False) -> list[Message]:
+        stream = self.keys.stream(room)
+        if first:
+            entries = await self.redis.xrange(stream, f"({since}-0", "+", count=limit)
+        else:
+            entries = await self.redis.xrevrange(stream, "+", f"({since}-0", count=limit)
+            entries.reverse()
+        return [message(room, entry_id, fields) for entry_id, fields in entries]
+
+    async def between(self, room: str, after: int, upto: int) -> list[Message]:
+        """The stored messages of ``room`` with ``after`` < id <= ``upto``, oldest first."""
+        entries = await self.redis.xrange(self.keys.stream(room), f"({after}-0", f"{upto}-0")
+        return [message(room, entry_id, fields) for entry_id, fields in entries]
+
+    async def count(self) -> int:
+        rooms = await self.redis.hkeys(self.keys.last_ids)
+        if not rooms:
+            return 0
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for room in rooms:
+                pipe.xlen(self.keys.stream(room))
+            return sum(await pipe.execute())
+
+    # --- names held with a resume token ------------------------------------------
+
+    async def load_claims(self) -> list[Claim]:
+        out = []
+        for key, raw in (await self.redis.hgetall(self.keys.claims)).items():
+            d = json.loads(raw)
+            out.append(Claim(key, d["name"], bytes.fromhex(d["hash"]), d["created"], d["seen"]))
+        return out
+
+    async def save_claims(self, claims: Sequence[Claim], dropped: Sequence[str] = ()) -> None:
+        mapping: dict[str, Any] = {
+            c.key: json.dumps({"name": c.name, "hash": c.token_hash.hex(), "created": c.created, "seen": c.last_seen})
+            for c in claims
+        }
+        async with self.redis.pipeline(transaction=True) as pipe:
+            if mapping:
+                pipe.hset(self.keys.claims, mapping=mapping)
+            if dropped:
+                pipe.hdel(self.keys.claims, *dropped)
+            await pipe.execute()
+
+    async def shared_secret(self, candidate: bytes) -> bytes:
+        """The secret every process uses: the first one to start sets it."""
+        await self.redis.set(self.keys.secret, candidate.hex(), nx=True)
+        stored = await self.redis.get(self.keys.secret)
+        return bytes.fromhex(stored)

@@ -1,0 +1,301 @@
+"""Several server processes on one Redis (issue 11): real `python -m chat_core`
+processes on free ports, a real redis-server (the `redis_server` fixture), real
+WebSocket clients. What one process stores, every process delivers, in the same
+order with the same ids; a Redis that pauses or restarts loses nothing anyone
+received, gives out no id twice, and chatting resumes by itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from redis_server import RedisServer
+from servers import ServerProcess
+from wsclient import Client
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 90))
+
+
+def health(srv: ServerProcess) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(srv.url + "/healthz", timeout=5) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def history(srv: ServerProcess, room: str = "lobby") -> list[dict]:
+    with urllib.request.urlopen(f"{srv.url}/api/rooms/{room}/messages?limit=1000", timeout=5) as r:
+        return json.loads(r.read())["messages"]
+
+
+@pytest.fixture
+def two(redis_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two chat processes on the same Redis."""
+    with ExitStack() as stack:
+        servers = []
+        for name in ("a", "b"):
+            srv = ServerProcess(["--redis-url", redis_url], log_path=tmp_path / f"{name}.log")
+            stack.enter_context(srv)
+            servers.append(srv)
+        yield servers[0], servers[1]
+
+
+async def texts_until(client: Client, count: int, timeout: float = 10.0) -> list[dict]:
+    got = []
+    while len(got) < count:
+        got.append((await client.recv_type("msg", timeout))["payload"])
+    return got
+
+
+def test_two_processes_deliver_the_same_messages_in_the_same_order(two) -> None:
+    a_srv, b_srv = two
+
+    async def go() -> None:
+        alice, bob = await Client.open(a_srv.ws_url), await Client.open(b_srv.ws_url)
+        await alice.join("alice")
+        await bob.join("bob")
+        for i in range(20):  # both send at once: the order is Redis's, the same everywhere
+            await alice.say(f"a{i}")
+            await bob.say(f"b{i}")
+        seen_a, seen_b = await texts_until(alice, 40), await texts_until(bob, 40)
+        assert [(m["id"], m["text"]) for m in seen_a] == [(m["id"], m["text"]) for m in seen_b]
+        assert [m["id"] for m in seen_a] == list(range(1, 41))
+        assert sorted(m["text"] for m in seen_a) == sorted([f"a{i}" for i in range(20)] + [f"b{i}" for i in range(20)])
+        assert await alice.nothing_within(0.3) and await bob.nothing_within(0.1)  # each once
+        await alice.close()
+        await bob.close()
+
+    run(go())
+    assert [m["id"] for m in history(a_srv)] == [m["id"] for m in history(b_srv)] == list(range(1, 41))
+    for srv in two:
+        status, body = health(srv)
+        assert status == 200 and body["engine"] == "redis" and body["redis"] == "up" and body["behind"] == 0
+
+
+def test_a_client_moving_to_the_other_process_gets_exactly_what_it_missed(two) -> None:
+    a_srv, b_srv = two
+
+    async def go() -> None:
+        talker = await Client.open(a_srv.ws_url)
+        await talker.join("talker")
+        mover = await Client.open(a_srv.ws_url)
+        await mover.join("mover")
+        await talker.say("seen 1")
+        await talker.say("seen 2")
+        last = (await texts_until(mover, 2))[-1]["id"]
+        await mover.close()
+        for i in range(5):
+            await talker.say(f"missed {i}")
+        await texts_until(talker, 7)
+        back = await Client.open(b_srv.ws_url)
+        replay, welcome = await back.join("mover", since=last)
+        assert [f["payload"]["text"] for f in replay] == [f"missed {i}" for i in range(5)]
+        assert [f["payload"]["id"] for f in replay] == list(range(last + 1, last + 6))
+        assert welcome["payload"].get("gap") is None
+        await talker.say("after")
+        assert (await back.recv_type("msg"))["payload"]["id"] == last + 6
+        await talker.close()
+        await back.close()
+
+    run(go())
+
+
+def chat_through(server: RedisServer, a_srv: ServerProcess, b_srv: ServerProcess, outage) -> None:
+    """Clients on both processes send steadily while ``outage`` happens to Redis;
+    then every message anyone received is in the history exactly once, ids never
+    repeat, each refused send was told so, and chatting resumes."""
+
+    async def go() -> None:
+        alice, bob = await Client.open(a_srv.ws_url), await Client.open(b_srv.ws_url)
+        await alice.join("alice")
+        await bob.join("bob")
+        received: dict[str, list[dict]] = {"alice": [], "bob": []}
+        refused = {"alice": 0, "bob": 0}
+
+        async def read(name: str, client: Client) -> None:
+            while True:
+                frame = await client.recv(30)
+                if frame["type"] == "msg":
+                    received[name].append(frame["payload"])
+                elif frame["type"] == "error":
+                    assert frame["code"] == "store_unavailable", frame
+                    refused[name] += 1
+
+        readers = [asyncio.ensure_future(read("alice", alice)), asyncio.ensure_future(read("bob", bob))]
+        stop = time.monotonic() + 9
+        sent = 0
+        outage_task = asyncio.get_running_loop().run_in_executor(None, outage)
+        while time.monotonic() < stop:
+            await alice.say(f"from a {sent}")
+            await bob.say(f"from b {sent}")
+            sent += 1
+            await asyncio.sleep(0.1)
+        await outage_task
+        # Chatting resumes by itself: a message after the outage reaches both sides.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            before = len(received["bob"])
+            await alice.say("after the outage")
+            await asyncio.sleep(0.5)
+            if any(m["text"] == "after the outage" for m in received["bob"][before:]):
+                break
+        else:
+            raise AssertionError("chatting did not resume after the outage")
+        await asyncio.sleep(0.5)
+        for task in readers:
+            task.cancel()
+        for name, got in received.items():
+            ids = [m["id"] for m in got]
+            assert ids == sorted(set(ids)), f"{name} saw an id twice or out of order"
+        assert [m["id"] for m in received["alice"]] == [m["id"] for m in received["bob"]]
+        stored = history(a_srv)
+        assert [m["id"] for m in stored] == list(range(1, len(stored) + 1))  # no id reused or skipped
+        by_id = {m["id"]: m["text"] for m in stored}
+        for m in received["alice"]:
+            assert by_id.get(m["id"]) == m["text"], f"{m} was received but is not in the history"
+        texts = [m["text"] for m in stored if m["text"] != "after the outage"]
+        assert len(texts) == len(set(texts)), "a message was stored twice"
+        assert len(texts) + refused["alice"] + refused["bob"] == 2 * sent, "a send was neither stored nor refused"
+        await alice.close()
+        await bob.close()
+
+    run(go())
+    for srv in (a_srv, b_srv):
+        assert srv.proc is not None and srv.proc.poll() is None, "a chat process died"
+
+
+def test_redis_paused_for_5_s_loses_nothing_and_chatting_resumes(two, redis_server: RedisServer) -> None:
+    def outage() -> None:
+        time.sleep(2)
+        redis_server.pause()
+        try:
+            time.sleep(5)
+        finally:
+            redis_server.resume()
+
+    chat_through(redis_server, *two, outage)
+
+
+def test_redis_restarted_with_its_aof_loses_nothing_and_chatting_resumes(two, redis_server: RedisServer) -> None:
+    def outage() -> None:
+        time.sleep(2)
+        redis_server.stop()
+        time.sleep(2)
+        redis_server.start()
+
+    chat_through(redis_server, *two, outage)
+    for srv in two:
+        status, body = health(srv)
+        assert status == 200 and body["redis"] == "up"
+
+
+def test_while_redis_is_down_health_says_degraded_and_messages_are_refused(redis_url, redis_server, tmp_path) -> None:
+    with ServerProcess(["--redis-url", redis_url], log_path=tmp_path / "s.log") as srv:
+
+        async def go() -> None:
+            c = await Client.open(srv.ws_url)
+            await c.join("alice")
+            redis_server.stop()
+            try:
+                await c.say("into the void")
+                error = await c.recv_type("error", 10)
+                assert error["code"] == "store_unavailable"
+                deadline = time.monotonic() + 10
+                while health(srv)[0] != 503 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+                status, body = health(srv)
+                assert status == 503 and body["status"] == "degraded" and "Redis at redis://127.0.0.1" in body["reason"]
+                assert body["redis"] == "down" and body["behind"] is None
+            finally:
+                redis_server.start()
+            deadline = time.monotonic() + 15
+            while health(srv)[0] != 200 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert health(srv)[0] == 200
+            await c.say("back")
+            assert (await c.recv_type("msg", 10))["payload"]["text"] == "back"
+            await c.close()
+
+        run(go())
+    assert "into the void" not in srv.log_text()
+
+
+def test_without_redis_a_second_process_on_the_database_names_redis_url(tmp_path) -> None:
+    db = str(tmp_path / "chat.db")
+    with ServerProcess(["--db", db], log_path=tmp_path / "a.log"):
+        second = ServerProcess(["--db", db], log_path=tmp_path / "b.log")
+        with pytest.raises(RuntimeError, match="exited"):
+            second.start(timeout=20)
+        second.stop()
+        assert "--redis-url" in second.log_text() and "in use by another chat server" in second.log_text()
+
+
+def test_a_bad_redis_url_stops_startup_with_one_line(tmp_path) -> None:
+    srv = ServerProcess(["--redis-url", "http://localhost:6379"], log_path=tmp_path / "s.log")
+    with pytest.raises(RuntimeError, match="exited"):
+        srv.start(timeout=20)
+    srv.stop()
+    lines = [line for line in srv.log_text().splitlines() if line.strip()]
+    assert lines == [lines[0]] and "--redis-url" in lines[0] and "is not a Redis URL" in lines[0]
+
+
+def test_uvicorn_workers_on_redis_chat_as_one(redis_url: str, tmp_path: Path) -> None:
+    """`uvicorn gradio_app:app --workers 2` with CHAT_REDIS_URL: clients that landed on
+    different workers chat (each /healthz names the process that answered)."""
+    srv = ServerProcess(
+        ["--workers", "2"],
+        command=[sys.executable, "-m", "uvicorn", "gradio_app:app"],
+        env={"CHAT_REDIS_URL": redis_url, "GRADIO_ANALYTICS_ENABLED": "False"},
+        log_path=tmp_path / "uvicorn.log",
+    )
+    with srv.start(timeout=90):
+
+        async def go() -> None:
+            clients, per_process = [], {}
+            for i in range(40):  # the kernel hands new connections to either worker
+                c = await Client.open(srv.ws_url)
+                await c.join(f"user{i}")
+                clients.append(c)
+            deadline = time.monotonic() + 30
+            while len(per_process) < 2 and time.monotonic() < deadline:
+                status, body = health(srv)  # answered by either worker too
+                per_process[body["process"]] = body["connections"]
+            assert len(per_process) == 2 and all(n > 0 for n in per_process.values()), per_process
+            await clients[0].say("hello, every worker")
+            for c in clients:
+                assert (await c.recv_type("msg", 10))["payload"]["text"] == "hello, every worker"
+            for c in clients:
+                await c.close()
+
+        run(go())
+
+
+def test_without_redis_uvicorn_workers_stop_with_the_reason(tmp_path: Path) -> None:
+    srv = ServerProcess(
+        ["--workers", "2"],
+        command=[sys.executable, "-m", "uvicorn", "gradio_app:app"],
+        env={"CHAT_DB": str(tmp_path / "chat.db"), "GRADIO_ANALYTICS_ENABLED": "False"},
+        log_path=tmp_path / "uvicorn.log",
+    )
+    try:
+        srv.start(timeout=90)  # the first worker may answer before the second fails
+    except RuntimeError:
+        pass  # it exited before answering
+    else:
+        assert srv.proc is not None
+        srv.proc.wait(60)  # uvicorn stops every worker when one fails to start
+    srv.stop()  # (uvicorn's parent exits with 0 even so: its own choice)
+    log = srv.log_text()
+    assert "in use by another chat server" in log and "--redis-url" in log and "stopping the parent process" in log
