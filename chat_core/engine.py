@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,8 @@ from .identity import load_secret
 from .settings import Settings
 from .store import SQLiteStore, Store, check_free, check_store, open_store
 from .writer import LocalSequencer, Sequencer
+
+log = logging.getLogger("chat_core.engine")
 
 
 class Kind(enum.Enum):
@@ -58,7 +61,12 @@ class Engine:
             from .redis_history import RedisHistory
 
             assert isinstance(self.store, RedisHistory)
-            return await self.store.shared_secret(load_secret("", None))
+            try:
+                return await self.store.shared_secret(load_secret("", None))
+            except self.sequencer.expected as exc:
+                log.warning("Redis is not answering (%s): this process uses a secret of its own, so its /ws "
+                            "tickets and login tokens hold only here; set CHAT_SECRET on every process", exc)
+                return load_secret("", None)
         path = self.store.path + ".secret" if isinstance(self.store, SQLiteStore) else None
         return load_secret(configured, path)
 

@@ -16,6 +16,7 @@ recipient's socket is ever awaited here.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import secrets
 from typing import Any, Optional
@@ -32,6 +33,8 @@ from .store import Message, Store
 from .writer import Draft, Health, HistoryWriter, LocalSequencer, Sequencer
 
 __all__ = ["Health", "Hub", "Member", "Room"]
+
+log = logging.getLogger("chat_core.hub")
 
 
 class Hub:
@@ -51,6 +54,7 @@ class Hub:
         self.presence = Presence(settings, self.registry, self.claims)
         self.writer = HistoryWriter(sequencer or LocalSequencer(store), self._save_names, settings.commit_delay)
         self.members: set[Member] = set()
+        self._reading: Optional[asyncio.Task[None]] = None  # rooms and names, while the store is away at start
 
     @property
     def rooms(self) -> dict[str, Room]:
@@ -68,11 +72,32 @@ class Hub:
     # --- life cycle --------------------------------------------------------
 
     async def start(self) -> None:
+        """Open the store and start writing. A store that is away (Redis not answering)
+        does not stop the start: the rooms list and the names are read once it answers,
+        and until then messages are refused with ``store_unavailable``."""
         await self.store.open()
-        await self.registry.start()
-        await self.writer.sequencer.start(self._deliver, self.registry.rooms.__contains__)
-        await self.claims.open()
+        sequencer = self.writer.sequencer
+        await sequencer.start(self._deliver, self.registry.rooms.__contains__)
+        try:
+            await self._read_state()
+        except sequencer.expected as exc:
+            log.error("chat history: cannot read the rooms and names yet (%s: %s); retrying", type(exc).__name__, exc)
+            self._reading = asyncio.get_running_loop().create_task(self._read_state_later())
         self.writer.start()
+
+    async def _read_state(self) -> None:
+        await self.registry.start()
+        await self.claims.open()
+
+    async def _read_state_later(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self._read_state()
+            except self.writer.sequencer.expected:
+                continue
+            log.warning("chat history: rooms and names read")
+            return
 
     async def close_all(self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down",
                         timeout: float = 3.0) -> None:
@@ -90,6 +115,8 @@ class Hub:
     async def stop(self) -> None:
         """Close every connection (1001) and the store."""
         await self.close_all()
+        if self._reading is not None:
+            self._reading.cancel()
         await self.writer.sequencer.close()
         await self.store.close()
 

@@ -10,6 +10,7 @@ accepted goes to the hub; what is refused goes back as an ``error`` frame.
 
 from __future__ import annotations
 
+import logging
 from typing import Optional
 
 from . import protocol
@@ -18,6 +19,8 @@ from .limits import AddressCounter, Flood, KeyedBuckets, TokenBucket
 from .protocol import CloseCode, Join, Msg, Ping, ProtocolError
 from .refusal import Refusal
 from .settings import Settings
+
+log = logging.getLogger("chat_core.session")
 
 
 class Session:
@@ -83,6 +86,9 @@ class FrameHandler:
                 member.send(protocol.pong())
         except (ProtocolError, Refusal) as exc:
             member.send(protocol.error(exc.code, exc.message))
+        except hub.writer.sequencer.expected as exc:  # the store is away (Redis down): reading history failed
+            log.info("join refused, history unreadable: %s: %s", type(exc).__name__, exc)
+            member.send(protocol.error("store_unavailable", "The chat history cannot be read right now; try again."))
 
     async def _join(self, session: Session, frame: Join) -> None:
         hub, limits, address = self.hub, self.limits, session.address

@@ -299,3 +299,32 @@ def test_without_redis_uvicorn_workers_stop_with_the_reason(tmp_path: Path) -> N
     srv.stop()  # (uvicorn's parent exits with 0 even so: its own choice)
     log = srv.log_text()
     assert "in use by another chat server" in log and "--redis-url" in log and "stopping the parent process" in log
+
+
+def test_a_process_started_while_redis_is_down_comes_up_degraded_and_recovers(redis_server, tmp_path) -> None:
+    redis_server.stop()
+    try:
+        srv = ServerProcess(["--redis-url", redis_server.url], log_path=tmp_path / "s.log")
+        srv.start(timeout=30, health="/api/rooms")  # /healthz says 503 meanwhile
+
+        async def go() -> None:
+            status, body = health(srv)
+            assert status == 503 and body["redis"] != "up"
+            c = await Client.open(srv.ws_url)
+            await c.send({"type": "join", "payload": {"user": "early"}})
+            assert (await c.recv_type("error", 10))["code"] == "store_unavailable"
+            redis_server.start()
+            deadline = time.monotonic() + 20
+            while health(srv)[0] != 200 and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            assert health(srv)[0] == 200
+            await c.join("early")
+            await c.say("made it")
+            assert (await c.recv_type("msg", 10))["payload"]["id"] == 1
+            await c.close()
+
+        run(go())
+    finally:
+        srv.stop()
+        if redis_server.proc is None:
+            redis_server.start()
