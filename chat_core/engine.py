@@ -16,9 +16,11 @@ import asyncio
 import enum
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
-from .identity import load_secret
+from .hub import PresenceFactory
+from .identity import Claims, load_secret
+from .rooms import RoomRegistry
 from .settings import Settings
 from .store import SQLiteStore, Store, check_free, check_store, open_store
 from .writer import LocalSequencer, Sequencer
@@ -38,6 +40,7 @@ class Engine:
     store: Store
     sequencer: Sequencer
     where: str  # the database or Redis, without any password
+    presence: Optional[PresenceFactory] = None  # None: this process's own (chat_core.presence.Presence)
 
     async def status(self) -> dict[str, Any]:
         """For /healthz: the engine, and with Redis whether it answers and how many
@@ -64,8 +67,11 @@ class Engine:
             try:
                 return await self.store.shared_secret(load_secret("", None))
             except self.sequencer.expected as exc:
-                log.warning("Redis is not answering (%s): this process uses a secret of its own, so its /ws "
-                            "tickets and login tokens hold only here; set CHAT_SECRET on every process", exc)
+                log.warning(
+                    "Redis is not answering (%s): this process uses a secret of its own, so its /ws "
+                    "tickets and login tokens hold only here; set CHAT_SECRET on every process",
+                    exc,
+                )
                 return load_secret("", None)
         path = self.store.path + ".secret" if isinstance(self.store, SQLiteStore) else None
         return load_secret(configured, path)
@@ -74,10 +80,20 @@ class Engine:
 def open_engine(settings: Settings) -> Engine:
     if settings.redis_url:
         from .redis_history import RedisHistory, where
+        from .redis_roster import RedisRoster
         from .redis_sequencer import RedisSequencer
+        from .shared_presence import SharedPresence
 
         history = RedisHistory(settings.redis_url, settings.history_keep)
-        return Engine(Kind.REDIS, history, RedisSequencer(history), where(settings.redis_url))
+        sequencer = RedisSequencer(history)
+        roster = RedisRoster(history, settings.presence_ttl)
+
+        def shared(settings: Settings, registry: RoomRegistry, claims: Claims) -> SharedPresence:
+            presence = SharedPresence(settings, registry, claims, roster)
+            sequencer.on_event, sequencer.on_resync = presence.on_event, presence.resync
+            return presence
+
+        return Engine(Kind.REDIS, history, sequencer, where(settings.redis_url), shared)
     store = open_store(settings.db, keep=settings.history_keep, durable=settings.durable)
     kind = Kind.SQLITE if isinstance(store, SQLiteStore) else Kind.MEMORY
     return Engine(kind, store, LocalSequencer(store), settings.db)

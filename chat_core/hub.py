@@ -19,10 +19,11 @@ import asyncio
 import logging
 import os
 import secrets
+from collections.abc import Callable
 from typing import Any, Optional
 
 from . import protocol
-from .identity import Claims
+from .identity import Claims, Proof
 from .outbox import Outbox
 from .presence import Presence
 from .protocol import CloseCode, Join
@@ -36,12 +37,14 @@ __all__ = ["Health", "Hub", "Member", "Room"]
 
 log = logging.getLogger("chat_core.hub")
 
+PresenceFactory = Callable[[Settings, RoomRegistry, Claims], Presence]
+
 
 class Hub:
     """Everything the server knows about who is where. One per process."""
 
     def __init__(self, settings: Settings, store: Store, claims: Optional[Claims] = None,
-                 sequencer: Optional[Sequencer] = None) -> None:
+                 sequencer: Optional[Sequencer] = None, presence: Optional[PresenceFactory] = None) -> None:
         self.settings = settings
         self.store = store
         if claims is None:  # (not `claims or`: an empty Claims is falsy)
@@ -51,7 +54,7 @@ class Hub:
         if settings.history_keep:
             cache = min(cache, max(settings.history_keep, settings.history_limit))
         self.registry = RoomRegistry(store, cache, settings.room_idle)
-        self.presence = Presence(settings, self.registry, self.claims)
+        self.presence = (presence or Presence)(settings, self.registry, self.claims)
         self.writer = HistoryWriter(sequencer or LocalSequencer(store), self._save_names, settings.commit_delay)
         self.members: set[Member] = set()
         self._reading: Optional[asyncio.Task[None]] = None  # rooms and names, while the store is away at start
@@ -78,6 +81,7 @@ class Hub:
         await self.store.open()
         sequencer = self.writer.sequencer
         await sequencer.start(self._deliver, self.registry.rooms.__contains__)
+        self.presence.start()
         try:
             await self._read_state()
         except sequencer.expected as exc:
@@ -117,6 +121,7 @@ class Hub:
         await self.close_all()
         if self._reading is not None:
             self._reading.cancel()
+        await self.presence.close()
         await self.writer.sequencer.close()
         await self.store.close()
 
@@ -139,23 +144,31 @@ class Hub:
         if not registry.is_listed(join.room) and len(registry.listed()) >= self.settings.max_rooms > 0:
             raise Refusal("too_many_rooms", "There are too many rooms in use; join one from the list.")
         room = await registry.open(join.room)  # counts us in room.joining
+        taken = False
         try:
             presence.holder(room, member, key, join.token)  # refuse early, before reading history
             since = join.since
             if since is not None and since > room.last_id:
                 since = None  # the client knows ids this server never gave out: start afresh
+            await presence.open_room(room)
             older: list[Message] = []
             if since is not None and since + 1 < room.first_cached:
                 older = await self.store.after(room.name, since, self.settings.replay_limit or 2**31)
+            await self.claims.refresh(key)
+            own = member.key == key and member.token is not None
+            proven = trusted or own or self.claims.proof(key, join.token, held=True) is Proof.TOKEN
+            await presence.take(room, member, key, join.user, join.token, proven)
+            taken = True
             # From here on nothing awaits: the room cannot change under us.
             holder = presence.holder(room, member, key, join.token)
             if member.outbox.closed:
                 raise Refusal("closed", "connection closed")
-            own = member.key == key and member.token is not None
             token = member.token if own and join.token is None else None
             if token is None:
                 token = self.claims.admit(key, join.user, join.token, presence.is_held(key), trusted or own)
         except BaseException:
+            if taken:
+                presence.untake(room, member, key)
             registry.release(room)
             raise
         if holder is not None:
@@ -170,7 +183,7 @@ class Hub:
         member.outbox.put_many(frames)
         member.send(presence.welcome(room, member, gap))
         if changed:
-            presence.announce(room, "join", join.user, len(room.members))
+            presence.joined(room, member)
         if self.claims.dirty:
             self.writer.wake()
 
@@ -213,10 +226,11 @@ class Hub:
     def is_listed(self, name: str) -> bool:
         return self.registry.is_listed(name)
 
-    def rooms_summary(self) -> list[dict[str, Any]]:
-        rooms = self.registry.rooms
-        return [{"room": name, "online": len(rooms[name].members) if name in rooms else 0,
-                 "last_id": self.registry.last_id(name)} for name in self.registry.listed()]
+    async def rooms_summary(self) -> list[dict[str, Any]]:
+        names = self.registry.listed()
+        online = await self.presence.counts(names)
+        return [{"room": name, "online": online.get(name, 0), "last_id": self.registry.last_id(name)}
+                for name in names]
 
     def stats(self) -> dict[str, Any]:
         return {

@@ -87,6 +87,17 @@ class Claims:
             if not self._lapsed(claim, now, held=False):
                 self._claims[claim.key] = claim
 
+    async def refresh(self, key: str) -> None:
+        """Before deciding on ``key``: take its claim from a store other processes write
+        to as well (Redis), unless this process has a newer one to write."""
+        if not self._store.shared or self.logins or key in self._dirty:
+            return
+        claim = await self._store.load_claim(key)
+        if claim is None:
+            self._claims.pop(key, None)
+        elif not self._lapsed(claim, self._clock(), held=True):
+            self._claims[key] = claim
+
     # --- deciding ----------------------------------------------------------
 
     def proof(self, key: str, token: Optional[str], held: bool) -> Proof:

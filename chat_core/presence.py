@@ -72,15 +72,48 @@ class Presence:
         member.room = None
         key = member.key or ""
         if room.members.get(key) is member:
-            size = len(room.members)
+            size = self.online(room)
             del room.members[key]
             self.held[key] -= 1
             if self.held[key] <= 0:
                 del self.held[key]
             self.claims.touch(key)  # the reservation runs from the moment its holder left
-            room.remove_name(member.name or "")
-            self.announce(room, "leave", member.name or "", size)
+            self._left(room, member, size)
         self.registry.drop_if_empty(room)
+
+    def _left(self, room: Room, member: Member, size: int) -> None:
+        room.remove_name(member.name or "")
+        self.announce(room, "leave", member.name or "", size)
+
+    def joined(self, room: Room, member: Member) -> None:
+        """``member`` entered ``room`` (and has its `welcome`): tell the room."""
+        self.announce(room, "join", member.name or "", self.online(room))
+
+    def online(self, room: Room) -> int:
+        """How many are in ``room``."""
+        return len(room.members)
+
+    async def counts(self, rooms: list[str]) -> dict[str, int]:
+        """How many are in each of ``rooms`` (the rooms list)."""
+        return {name: self.online(self.registry.rooms[name]) for name in rooms if name in self.registry.rooms}
+
+    # --- what the shared engine adds (here: nothing to do) -----------------------
+
+    async def open_room(self, room: Room) -> None:
+        """Know who is in ``room`` on other processes."""
+
+    async def take(self, room: Room, member: Member, key: str, name: str, token: Optional[str], proven: bool) -> None:
+        """Take the name in ``room`` across processes (``proven``: by ``token`` or login), or
+        raise :class:`chat_core.refusal.Refusal`. One process: :meth:`holder` decided."""
+
+    def untake(self, room: Room, member: Member, key: str) -> None:
+        """A :meth:`take` whose join failed afterwards: let the name go again."""
+
+    def start(self) -> None:
+        """Begin what runs in the background (the shared engine's heartbeat)."""
+
+    async def close(self) -> None:
+        """The process stops: its names go at once."""
 
     def announce(self, room: Room, kind: str, user: str, size: int) -> None:
         """A join/leave notice, or, in a big room, a change folded into the next `presence` frame."""
@@ -99,7 +132,7 @@ class Presence:
     def flush(self, room: Room) -> None:
         """Send a big room's coalesced changes as one `presence` frame."""
         room.timer = None
-        frame = protocol.presence(room.name, len(room.members), room.joined, room.left, room.more)
+        frame = protocol.presence(room.name, self.online(room), room.joined, room.left, room.more)
         room.joined, room.left, room.more = [], [], 0
         if room.members:
             self.fanout.broadcast(room, frame)
@@ -108,7 +141,7 @@ class Presence:
         names = room.names  # kept sorted as members come and go: no sort per join in a crowd
         shown = self.settings.users_shown
         return protocol.welcome(member.name or "", room.name, names[:shown] if shown else names,
-                                len(room.members), room.last_id, gap, member.token)
+                                self.online(room), room.last_id, gap, member.token)
 
     def cancel_timers(self) -> None:
         for room in self.registry.rooms.values():

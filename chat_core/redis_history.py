@@ -73,8 +73,15 @@ def message(room: str, entry_id: str, fields: dict[str, str]) -> Message:
     return Message(room, int(entry_id.split("-", 1)[0]), fields["u"], fields["t"], float(fields["ts"]))
 
 
+def claim(key: str, raw: str) -> Claim:
+    d = json.loads(raw)
+    return Claim(key, d["name"], bytes.fromhex(d["hash"]), d["created"], d["seen"])
+
+
 class RedisHistory(Store):
     """The history interface over the streams the sequencer's script writes."""
+
+    shared = True
 
     def __init__(self, url: str, keep: int = 0, keys: Optional[Keys] = None) -> None:
         super().__init__(keep)
@@ -128,11 +135,11 @@ class RedisHistory(Store):
     # --- names held with a resume token ------------------------------------------
 
     async def load_claims(self) -> list[Claim]:
-        out = []
-        for key, raw in (await self.redis.hgetall(self.keys.claims)).items():
-            d = json.loads(raw)
-            out.append(Claim(key, d["name"], bytes.fromhex(d["hash"]), d["created"], d["seen"]))
-        return out
+        return [claim(key, raw) for key, raw in (await self.redis.hgetall(self.keys.claims)).items()]
+
+    async def load_claim(self, key: str) -> Optional[Claim]:
+        raw = await self.redis.hget(self.keys.claims, key)
+        return None if raw is None else claim(key, raw)
 
     async def save_claims(self, claims: Sequence[Claim], dropped: Sequence[str] = ()) -> None:
         mapping: dict[str, Any] = {

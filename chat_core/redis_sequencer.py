@@ -25,7 +25,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Optional
 
 from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
@@ -83,6 +83,10 @@ LINK_TIMEOUT = 3.0  # seconds without anything on the subscription, pong include
 BACKOFF = (0.1, 5.0)  # first and longest wait between reconnects (each with jitter)
 
 
+async def _nothing() -> None:
+    pass
+
+
 class Link(enum.Enum):
     """The subscription's state."""
 
@@ -112,6 +116,9 @@ class RedisSequencer:
         self._offset_ms = 0.0  # Redis's clock minus ours
         self._task: Optional[asyncio.Task[None]] = None
         self._synced: Optional[asyncio.Future[None]] = None
+        # Set by the shared presence: roster events from the channel, and its resync after a reconnect.
+        self.on_event: Callable[[dict[str, Any]], None] = lambda event: None
+        self.on_resync: Callable[[], Awaitable[None]] = _nothing
 
     @property
     def problem(self) -> str:
@@ -188,7 +195,11 @@ class RedisSequencer:
                 if message is not None:
                     heard = now
                     if message["type"] == "message":
-                        await self._take(json.loads(message["data"]))
+                        data = json.loads(message["data"])
+                        if isinstance(data, dict):
+                            self.on_event(data)
+                        else:
+                            await self._take(data)
                     continue
                 if now - heard > LINK_TIMEOUT:
                     raise TimeoutError(f"nothing from Redis for {now - heard:.1f}s, not even a pong")
@@ -215,6 +226,10 @@ class RedisSequencer:
             if self._synced is not None and not self._synced.done():
                 self._synced.set_result(None)
             return
+        await self._deliver_missed(newest)
+        await self.on_resync()
+
+    async def _deliver_missed(self, newest: dict[str, int]) -> None:
         behind = {room: mine for room, mine in self.delivered.items() if newest.get(room, 0) < mine}
         if behind:  # Redis restarted without its last writes: those ids stay used
             log.warning(

@@ -24,7 +24,7 @@ from .store import Message, Store
 class Member:
     """One connection as the hub sees it."""
 
-    __slots__ = ("outbox", "name", "key", "room", "token")
+    __slots__ = ("outbox", "name", "key", "room", "token", "conn")
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
@@ -32,6 +32,7 @@ class Member:
         self.key: Optional[str] = None  # chat_core.names.name_key: one key for look-alike names
         self.room: Optional[Room] = None
         self.token: Optional[str] = None  # the resume token this connection holds its name with
+        self.conn = ""  # this connection in the shared rosters (Redis engine), once it took a name there
 
     def send(self, frame: str) -> bool:
         return self.outbox.put(frame)
@@ -51,6 +52,8 @@ class Room:
     more: int = 0
     timer: Optional[asyncio.TimerHandle] = None
     names: list[str] = field(default_factory=list)  # members' names, sorted by casefold: `welcome.users`
+    # Redis engine: everyone in the room on any process, key -> (name, connection); None: members only
+    roster: Optional[dict[str, tuple[str, str]]] = None
 
     def add_name(self, name: str) -> None:
         bisect.insort(self.names, name, key=str.casefold)

@@ -31,6 +31,8 @@ class Settings:
     db: str = _opt("chat.db", "History store: a SQLite path or sqlite:///path, or :memory: to keep nothing.")
     redis_url: str = _opt("", "Redis (redis://, rediss://, unix://) holding history, ids and fan-out for several "
                               "server processes; empty: one process with the --db store.")
+    presence_ttl: float = _opt(15.0, "Redis engine: seconds after which the users of a server process that stopped "
+                                     "answering (killed) are taken out of the rooms.")
     history_limit: int = _opt(100, "Messages sent to a client that joins without `since` (0: none).")
     replay_limit: int = _opt(1000, "Most messages replayed to a client that joins with `since` (0: all that are kept).")
     history_keep: int = _opt(10000, "Messages kept per room in the store (0 keeps all).")
@@ -135,6 +137,8 @@ class Settings:
             if host != "*" and not HOST_RE.fullmatch(host):
                 raise SettingError(f"{describe(_field('allowed_hosts'))}: {host!r} is not a host name "
                                    "such as chat.example.org, *.example.org or '*'")
+        if self.presence_ttl < 3:
+            raise SettingError(f"{describe(_field('presence_ttl'))}: {self.presence_ttl!r} is under 3 seconds")
         if self.secret and len(self.secret.encode()) < 16:
             raise SettingError(f"{describe(_field('secret'))}: too short ({len(self.secret.encode())} bytes); "
                                "give at least 16 bytes, e.g. python -c \"import secrets; print(secrets.token_hex())\"")

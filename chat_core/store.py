@@ -67,6 +67,8 @@ class Message:
 class Store:
     """The history interface. ``keep`` is how many messages a room keeps (0: all)."""
 
+    shared = False  # other processes write to it too (then claims are read afresh: Claims.refresh)
+
     def __init__(self, keep: int = 0) -> None:
         self.keep = keep
 
@@ -91,6 +93,10 @@ class Store:
     async def load_claims(self) -> list[Claim]:
         """The names held with a resume token (see :class:`chat_core.identity.Claims`)."""
         return []
+
+    async def load_claim(self, key: str) -> Optional[Claim]:
+        """The claim on one name key, if any (a shared store only)."""
+        return None
 
     async def save_claims(self, claims: Sequence[Claim], dropped: Sequence[str] = ()) -> None:
         """Write these claims (replacing any of the same key) and forget the ``dropped`` keys."""

@@ -66,7 +66,7 @@ class ChatServer:
         self.gate.secret = await engine.secret(s.secret)
         claims = Claims(engine.store, self.gate.secret, s.token_ttl, s.name_reserve,
                         logins=self.authenticate is not None)
-        self.hub = Hub(s, engine.store, claims, engine.sequencer)
+        self.hub = Hub(s, engine.store, claims, engine.sequencer, engine.presence)
         await self.hub.start()
         self.frames = FrameHandler(self.hub, s, self.limits)
         self.loop = asyncio.get_running_loop()
@@ -203,7 +203,7 @@ class ChatServer:
 
         @router.get("/api/rooms", tags=["chat"], summary="Rooms with their online counts", dependencies=guarded)
         async def rooms() -> dict[str, Any]:
-            return {"rooms": self._hub().rooms_summary()}
+            return {"rooms": await self._hub().rooms_summary()}
 
         @router.get("/api/rooms/{room}/messages", tags=["chat"], summary="A room's history, oldest first",
                     dependencies=guarded)

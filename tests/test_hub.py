@@ -90,7 +90,7 @@ def test_join_order_history_welcome_notice_and_presence():
         hub.detach(b.member)
         await settle()
         assert a.frames[-1]["type"] == "leave" and a.frames[-1]["payload"]["user"] == "Bob"
-        assert hub.rooms_summary() == [{"room": "lobby", "online": 1, "last_id": 1}]
+        assert await hub.rooms_summary() == [{"room": "lobby", "online": 1, "last_id": 1}]
     run_hub(t)
 
 
@@ -106,7 +106,7 @@ def test_second_join_switches_room_and_rooms_stay_apart():
         assert a.texts() == ["lobby only"] and b.texts() == ["python only"]
         seen = [(f["type"], f["payload"]["user"], f["payload"]["room"]) for f in a.frames[-2:]]
         assert seen == [("leave", "bob", "lobby"), ("msg", "alice", "lobby")]  # bob left, then only lobby's
-        assert {r["room"]: r["online"] for r in hub.rooms_summary()} == {"lobby": 1, "python": 1}
+        assert {r["room"]: r["online"] for r in await hub.rooms_summary()} == {"lobby": 1, "python": 1}
     run_hub(t)
 
 

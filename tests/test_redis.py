@@ -17,6 +17,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from redis_server import RedisServer
 from servers import ServerProcess
@@ -301,7 +302,9 @@ def test_without_redis_uvicorn_workers_stop_with_the_reason(tmp_path: Path) -> N
     assert "in use by another chat server" in log and "--redis-url" in log and "stopping the parent process" in log
 
 
-def test_a_process_started_while_redis_is_down_comes_up_degraded_and_recovers(redis_server, tmp_path) -> None:
+def test_a_process_started_while_redis_is_down_comes_up_degraded_and_recovers(
+    redis_url, redis_server, tmp_path
+) -> None:
     redis_server.stop()
     try:
         srv = ServerProcess(["--redis-url", redis_server.url], log_path=tmp_path / "s.log")
@@ -328,3 +331,72 @@ def test_a_process_started_while_redis_is_down_comes_up_degraded_and_recovers(re
         srv.stop()
         if redis_server.proc is None:
             redis_server.start()
+
+
+def test_presence_and_names_are_one_across_processes(two) -> None:
+    """Who is online, each once; join and leave notices from the other process, once;
+    a name held on one process is taken on the other; a resume token presented on the
+    other takes it over and closes the holder with 4001."""
+    a_srv, b_srv = two
+
+    async def go() -> None:
+        alice = await Client.open(a_srv.ws_url)
+        _, welcome_a = await alice.join("alice")
+        alice_token = welcome_a["payload"]["token"]
+        bob = await Client.open(b_srv.ws_url)
+        _, welcome_b = await bob.join("bob")
+        assert welcome_b["payload"]["users"] == ["alice", "bob"] and welcome_b["payload"]["online"] == 2
+        await alice.recv_notice("join", "bob")
+        assert await alice.nothing_within(0.3)  # once
+
+        thief = await Client.open(b_srv.ws_url)
+        await thief.send({"type": "join", "payload": {"user": "ALICE"}})
+        assert (await thief.recv_type("error"))["code"] == "name_taken"
+        await thief.send({"type": "join", "payload": {"user": "alice", "token": "not-her-token"}})
+        assert (await thief.recv_type("error"))["code"] == "bad_token"
+
+        again = await Client.open(b_srv.ws_url)  # alice, from another tab that landed on B
+        _, welcome = await again.join("alice", token=alice_token)
+        assert welcome["payload"]["users"] == ["alice", "bob"] and welcome["payload"]["online"] == 2
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await alice.recv(10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4001
+
+        await again.close()
+        await bob.recv_notice("leave", "alice")
+        status, body = health(b_srv)
+        rooms = {r["room"]: r for r in json.loads(urllib.request.urlopen(b_srv.url + "/api/rooms").read())["rooms"]}
+        assert status == 200 and rooms["lobby"]["online"] == 1  # bob, on B; counted in Redis
+        for c in (bob, thief):
+            await c.close()
+
+    run(go())
+
+
+def test_a_killed_process_has_its_users_leave_within_the_expiry(redis_url: str, tmp_path: Path) -> None:
+    ttl = 3.0
+    args = ["--redis-url", redis_url, "--presence-ttl", str(ttl)]
+    with ServerProcess(args, log_path=tmp_path / "a.log") as a_srv:
+        b_srv = ServerProcess(args, log_path=tmp_path / "b.log").start()
+
+        async def go() -> None:
+            watcher = await Client.open(a_srv.ws_url)
+            await watcher.join("watcher")
+            doomed = await Client.open(b_srv.ws_url)
+            await doomed.join("doomed")
+            await watcher.recv_notice("join", "doomed")
+            killed = time.monotonic()
+            b_srv.kill()  # SIGKILL: no leave, no close frame
+            await watcher.recv_notice("leave", "doomed", timeout=ttl * 2 + 3)
+            assert time.monotonic() - killed < ttl * 4 / 3 + 2
+            again = await Client.open(a_srv.ws_url)
+            _, welcome = await again.join("doomed")  # the name is free again
+            assert welcome["payload"]["users"] == ["doomed", "watcher"]
+            for c in (watcher, again):
+                await c.close()
+
+        try:
+            run(go())
+        finally:
+            b_srv.stop()
