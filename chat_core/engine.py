@@ -15,12 +15,14 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from .hub import PresenceFactory
 from .identity import Claims, load_secret
 from .rooms import RoomRegistry
+from .session import AddressLimits
 from .settings import Settings
 from .store import SQLiteStore, Store, check_free, check_store, open_store
 from .writer import LocalSequencer, Sequencer
@@ -41,6 +43,7 @@ class Engine:
     sequencer: Sequencer
     where: str  # the database or Redis, without any password
     presence: Optional[PresenceFactory] = None  # None: this process's own (chat_core.presence.Presence)
+    limits: Optional[Callable[[Settings], AddressLimits]] = None  # None: this process's own (AddressLimits)
 
     async def status(self) -> dict[str, Any]:
         """For /healthz: the engine, and with Redis whether it answers and how many
@@ -93,7 +96,10 @@ def open_engine(settings: Settings) -> Engine:
             sequencer.on_event, sequencer.on_resync = presence.on_event, presence.resync
             return presence
 
-        return Engine(Kind.REDIS, history, sequencer, where(settings.redis_url), shared)
+        from .redis_limits import SharedLimits
+
+        return Engine(Kind.REDIS, history, sequencer, where(settings.redis_url), shared,
+                      lambda settings: SharedLimits(settings, roster))
     store = open_store(settings.db, keep=settings.history_keep, durable=settings.durable)
     kind = Kind.SQLITE if isinstance(store, SQLiteStore) else Kind.MEMORY
     return Engine(kind, store, LocalSequencer(store), settings.db)

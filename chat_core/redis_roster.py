@@ -111,6 +111,11 @@ for _, dead in ipairs(redis.call('ZRANGEBYSCORE', procs, '-inf', now)) do
     end
   end
   redis.call('DEL', prefix .. 'pm:' .. dead)
+  for _, entry in ipairs(redis.call('SMEMBERS', prefix .. 'pi:' .. dead)) do  -- its open connections
+    local address, conn = string.match(entry, '^(.*)\\n(.-)$')
+    redis.call('HDEL', prefix .. 'ip:' .. address, conn)
+  end
+  redis.call('DEL', prefix .. 'pi:' .. dead)
   redis.call('ZREM', procs, dead)
 end
 return gone
@@ -219,9 +224,16 @@ class RedisRoster:
             return dict(zip(rooms, await pipe.execute(), strict=True))
 
     async def leave_all(self) -> None:
-        """This process stops: its names go at once (not after the expiry)."""
+        """This process stops: its names (and its count of open connections) go at once,
+        not after the expiry: expire it now and sweep."""
         await self.resync(())
-        await self.redis.zrem(self.keys.prefix + "procs", self.process)
+        await self.redis.zadd(self.keys.prefix + "procs", {self.process: 0})
+        await self.heartbeat_of_others()
+
+    async def heartbeat_of_others(self) -> None:
+        """Sweep without saying this process lives (it is stopping)."""
+        await self._heartbeat(keys=[], args=[*self._head(), self.process + ":stopping", 0])
+        await self.redis.zrem(self.keys.prefix + "procs", self.process + ":stopping")
 
 
 def parse_event(data: Any) -> Optional[dict[str, Any]]:

@@ -40,7 +40,8 @@ class Session:
 
 class AddressLimits:
     """The rates kept per client address (and messages per name) across all of its
-    connections, so that reconnecting resets nothing."""
+    connections, so that reconnecting resets nothing; here, in this process (the
+    Redis engine keeps them for all processes: :class:`chat_core.redis_limits.SharedLimits`)."""
 
     def __init__(self, s: Settings) -> None:
         self.messages = KeyedBuckets(s.ip_rate, 2 * s.ip_rate)
@@ -50,6 +51,29 @@ class AddressLimits:
         self.rooms = KeyedBuckets(s.room_rate, 5)
         self.new_names = KeyedBuckets(s.name_rate, 10)
         self.open = AddressCounter(s.max_conn_per_ip)
+
+    async def message(self, address: str, name_key: str) -> bool:
+        """One message from ``address`` under the name ``name_key``."""
+        return self.messages.take(address) and self.names.take(name_key)
+
+    async def join(self, address: str) -> bool:
+        return self.joins.take(address)
+
+    async def new_room(self, address: str) -> bool:
+        return self.rooms.take(address)
+
+    async def new_name(self, address: str) -> bool:
+        return self.new_names.take(address)
+
+    async def connect(self, address: str) -> bool:
+        return self.connects.take(address)
+
+    async def acquire(self, address: str, conn: str) -> bool:
+        """One more open connection (``conn``) from ``address``, if under the cap."""
+        return self.open.acquire(address)
+
+    def release(self, address: str, conn: str) -> None:
+        self.open.release(address)
 
 
 class FrameHandler:
@@ -73,8 +97,7 @@ class FrameHandler:
             if isinstance(frame, Msg):
                 limits = self.limits
                 hub.check_post(member)
-                if not (session.messages.take() and limits.messages.take(session.address)
-                        and limits.names.take(member.key or "")):
+                if not (session.messages.take() and await limits.message(session.address, member.key or "")):
                     self._too_fast(session, "Slow down: that message was not sent.")
                     return
                 hub.post(member, frame.text)
@@ -92,14 +115,14 @@ class FrameHandler:
 
     async def _join(self, session: Session, frame: Join) -> None:
         hub, limits, address = self.hub, self.limits, session.address
-        if not (session.joins.take() and limits.joins.take(address)):
+        if not (session.joins.take() and await limits.join(address)):
             self._too_fast(session, "Too many joins; wait a moment and try again.")
             return
-        if not hub.is_listed(frame.room) and not limits.rooms.take(address):
+        if not hub.is_listed(frame.room) and not await limits.new_room(address):
             self._too_fast(session, "Too many new rooms from this address; join one from the list.")
             return
         member = session.member
-        if frame.key != member.key and frame.key not in hub.claims and not limits.new_names.take(address):
+        if frame.key != member.key and frame.key not in hub.claims and not await limits.new_name(address):
             self._too_fast(session, "Too many new names from this address; wait a moment.")
             return
         await hub.join(member, frame, trusted=session.login is not None)

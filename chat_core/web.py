@@ -54,7 +54,6 @@ class ChatServer:
         self.frames: Optional[FrameHandler] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.limits = AddressLimits(self.settings)
-        self.addresses = self.limits.open
         self.gate = Gate(self.settings, authenticate)
 
     async def start(self) -> None:
@@ -67,6 +66,8 @@ class ChatServer:
         claims = Claims(engine.store, self.gate.secret, s.token_ttl, s.name_reserve,
                         logins=self.authenticate is not None)
         self.hub = Hub(s, engine.store, claims, engine.sequencer, engine.presence)
+        if engine.limits is not None:
+            self.limits = engine.limits(s)
         await self.hub.start()
         self.frames = FrameHandler(self.hub, s, self.limits)
         self.loop = asyncio.get_running_loop()
@@ -126,7 +127,7 @@ class ChatServer:
             return
         address = address_of(handshake, s, self.gate.share_host)
         del handshake
-        if not self.limits.connects.take(address):
+        if not await self.limits.connect(address):
             await refuse(scope, send, 429, "too many new connections from this address; wait a moment")
             return
         # Nothing reads the handshake's headers from here on, and a browser's are a few
@@ -134,7 +135,8 @@ class ChatServer:
         if isinstance(scope.get("headers"), list):
             scope["headers"].clear()
         await send({"type": "websocket.accept"})
-        if not self.addresses.acquire(address):
+        conn = f"{id(scope):x}"  # this connection, for the count of open ones per address
+        if not await self.limits.acquire(address, conn):
             await send({"type": "websocket.send", "text": protocol.error(
                 "too_many_connections", f"This address already has {s.max_conn_per_ip} open connections.")})
             await send({"type": "websocket.close", "code": CloseCode.POLICY, "reason": "too many connections"})
@@ -173,7 +175,7 @@ class ChatServer:
         finally:
             outbox.on_abandon = None  # from here the route only waits for the outbox, which is ending
             hub.detach(session.member)
-            self.addresses.release(address)
+            self.limits.release(address, conn)
             if not outbox.closed:
                 outbox.close(0)  # the peer is gone: nothing more to send, no close frame
             if outbox.task is not None and outbox.task is not asyncio.current_task():

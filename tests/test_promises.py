@@ -421,7 +421,7 @@ def server_holds_socket(pid: int, server_port: int, client_port: int) -> bool:
     return False
 
 
-DROP_WITHIN = 5.0 + 2.0  # outbox.CLOSE_TIMEOUT, and a margin
+DROP_WITHIN = 5.0 + 5.0  # outbox.CLOSE_TIMEOUT, and a margin for a loaded machine (never: the bug)
 
 
 @pytest.fixture(scope="module")

@@ -400,3 +400,62 @@ def test_a_killed_process_has_its_users_leave_within_the_expiry(redis_url: str, 
             run(go())
         finally:
             b_srv.stop()
+
+
+def test_limits_per_address_hold_across_processes(redis_url: str, tmp_path: Path) -> None:
+    """Messages per address and open connections per address, counted over both processes:
+    moving to the other process dodges neither."""
+    env = {"CHAT_IP_RATE": "1", "CHAT_MAX_CONN_PER_IP": "3"}  # bursts of 2 messages per address
+    with ExitStack() as stack:
+        a_srv, b_srv = (
+            stack.enter_context(ServerProcess(["--redis-url", redis_url], env=env, log_path=tmp_path / f"{n}.log"))
+            for n in "ab"
+        )
+
+        async def go() -> None:
+            on_a, on_b = await Client.open(a_srv.ws_url), await Client.open(b_srv.ws_url)
+            await on_a.join("one")
+            await on_b.join("two")
+            await on_a.say("first")
+            await on_a.say("second")  # the address's burst of 2 is spent
+            assert [(await on_a.recv_type("msg"))["payload"]["text"] for _ in range(2)] == ["first", "second"]
+            await on_b.say("third, from the same address on the other process")
+            frames = [await on_b.recv()]
+            while frames[-1]["type"] != "error":
+                frames.append(await on_b.recv())
+            assert frames[-1]["code"] == "rate_limited"
+            assert [f["payload"]["text"] for f in frames if f["type"] == "msg"] == ["first", "second"]
+            assert await on_b.nothing_within(0.5)  # the third was not sent
+
+            third = await Client.open(a_srv.ws_url)  # 3 open now: the cap
+            await third.send({"type": "ping"})
+            assert (await third.recv())["type"] == "pong"  # (answered once it is counted in)
+            fourth = await Client.open(b_srv.ws_url)
+            assert (await fourth.recv_type("error"))["code"] == "too_many_connections"
+            with pytest.raises(ConnectionClosed):
+                await fourth.recv(5)
+            await third.close()
+            await asyncio.sleep(0.5)  # its slot is given back in Redis
+            fifth = await Client.open(b_srv.ws_url)
+            await fifth.join("five")
+            for c in (on_a, on_b, fifth):
+                await c.close()
+
+        run(go())
+
+
+def test_every_lua_script_compiles(redis_server: RedisServer) -> None:
+    """A script Redis cannot compile fails only when first run (a heartbeat, say, logged
+    and retried): load each one here."""
+    from chat_core import redis_limits, redis_roster, redis_sequencer
+
+    client = redis_server.client()
+    scripts = {
+        f"{module.__name__}.{name}": value
+        for module in (redis_sequencer, redis_roster, redis_limits)
+        for name, value in vars(module).items()
+        if name.isupper() and isinstance(value, str) and "redis.call" in value
+    }
+    assert len(scripts) >= 8
+    for name, source in scripts.items():
+        assert client.script_load(source), name
