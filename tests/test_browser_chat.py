@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from browsers import WAIT, Page, People, expect
+from redis_server import RedisServer
 from servers import ServerProcess
 from test_gradio_app import start_server, start_shared_server
 
@@ -633,3 +634,54 @@ def test_a_second_tab_takes_the_name_over_without_a_tug_of_war(app_server: Serve
     expect_state(second, "replaced")
     say(first, "back in the first tab")
     expect_message(first, "back in the first tab")
+
+
+def test_two_gradio_processes_on_redis_are_one_chat(
+    redis_url: str, redis_server: RedisServer, tmp_path: Path, people: People
+) -> None:
+    """Two `python gradio_app.py --redis-url …` on two ports, a tab on each: one chat. While
+    Redis is away the page says the chat is degraded and keeps the unsent text; after, it chats on."""
+    servers = [start_server(tmp_path, args=("--redis-url", redis_url), name=f"on-redis-{i}") for i in range(2)]
+    try:
+        room = "two-processes"
+        alice = people.open(servers[0].url)
+        join(alice, "alice", room)
+        bob = people.open(servers[1].url)
+        join(bob, "bob", room)
+        expect_users(alice, ["alice", "bob"])
+        expect_users(bob, ["alice", "bob"])
+        say(alice, "Hello from the first process.")
+        expect_message(bob, "Hello from the first process.")
+        say(bob, "And back from the second.")
+        expect_message(alice, "And back from the second.")
+        assert [(m[1], m[2]) for m in messages(alice)] == [(m[1], m[2]) for m in messages(bob)]
+        people.shot(alice, "alice-on-process-1")
+        people.shot(bob, "bob-on-process-2")
+
+        redis_server.stop()
+        try:
+            box = alice.get_by_test_id("chat-input")
+            box.fill("Sent while Redis is away.")
+            box.press("Enter")
+            expect_state(alice, "degraded")
+            expect(alice.get_by_test_id("chat-status")).to_contain_text("cannot save messages")
+            expect(box).to_have_value("Sent while Redis is away.")  # given back, not lost
+            people.shot(alice, "alice-while-redis-is-away")
+        finally:
+            redis_server.start()
+        for _attempt in range(15):  # the person sends it again until it goes (the server reconnects by itself)
+            expect(box).to_have_value("Sent while Redis is away.")
+            box.press("Enter")
+            try:
+                expect_message(bob, "Sent while Redis is away.", timeout=2_000)
+                break
+            except AssertionError:
+                continue
+        expect_message(bob, "Sent while Redis is away.")
+        expect_state(alice, "connected")
+        bob.context.close()
+        expect_users(alice, ["alice"])
+        expect(alice.locator(f"{MESSAGES} li.chat-system", has_text="bob left")).to_have_count(1)
+    finally:
+        for srv in servers:
+            srv.stop()

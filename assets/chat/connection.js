@@ -7,7 +7,8 @@
  * - sends `join` on every new socket, with `since` (the last message id seen) when it
  *   goes back to the room of its last welcome, and the name's resume token;
  * - treats a join without welcome within joinTimeout (10 s) as a broken connection;
- * - retries a join refused with bad_token (without the token), with name_taken while
+ * - retries a join refused with bad_token (without the token), with store_unavailable
+ *   (the server cannot read history now) after a backoff, with name_taken while
  *   rejoining under its own name (most likely its own ghost), or with rate_limited;
  * - stops for good on close code 4001 (the name was taken over by a newer tab);
  * - carries the page's ticket from api/me as ?ticket= (logins).
@@ -269,7 +270,7 @@ export class Connection {
     }
     const w = this.welcomed;
     const rejoining = !!(w && t.user && w.room === t.room && w.user.toLowerCase() === String(t.user).toLowerCase());
-    if ((code === "name_taken" && rejoining) || code === "rate_limited") {
+    if ((code === "name_taken" && rejoining) || code === "rate_limited" || code === "store_unavailable") {
       // Most likely our own earlier connection, which the server has not yet seen go.
       this.attempt += 1;
       const delay = retryDelay(this.attempt, this.backoffBase, this.backoffMax);

@@ -17,7 +17,7 @@
  *   clear, mark_own {me}, busy {on}, messages {items, countUnread}, gap {after, first},
  *   scroll_bottom, system {text, ts}, users {names, me, online, room}, remember {name?, room},
  *   welcome {user, room}, error {text}, clear_error, restore {user|null, room}, focus_name,
- *   join_again, give_back {text}, composer {enabled}.
+ *   join_again, give_back {text}, composer {enabled}, degraded {on} (the server cannot store messages).
  */
 
 /** Error codes after which a message was not sent: the text goes back into the box. */
@@ -170,6 +170,7 @@ function onError(s, frame, fx) {
     return;
   }
   if (s.lastSent && NOT_SENT.indexOf(code) >= 0) fx.push({ type: "give_back", text: s.lastSent });
+  if (code === "store_unavailable") fx.push({ type: "degraded", on: true }); // the server cannot store now
   fx.push({ type: "error", text: errorText(frame) });
 }
 
@@ -193,7 +194,7 @@ function onFrame(s, frame, fx) {
       if (s.pending) { s.pending = s.pending.concat([p]); return; }
       if (p.room && p.room !== s.viewRoom) return;
       addMessages(s, [p], true, fx);
-      if (p.user === s.me) fx.push({ type: "clear_error" });
+      if (p.user === s.me) fx.push({ type: "clear_error" }, { type: "degraded", on: false });
       return;
     case "welcome":
       onWelcome(s, p, fx);

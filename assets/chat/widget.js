@@ -45,9 +45,10 @@ export function roomOptions(rooms, extra, checkRoom, first) {
 }
 
 /** The status line for the connection's state: [data-state, text]. */
-export function statusOf(state, info, now) {
+export function statusOf(state, info, now, degraded = false) {
   info = info || {};
   const waiting = info.retry === "rate_limited" ? "Joining too often; waiting…" :
+    info.retry === "store_unavailable" ? "The chat cannot read its history right now (the server is degraded); retrying…" :
     "Waiting for the previous connection to time out…";
   switch (state) {
     case "connecting":
@@ -56,6 +57,10 @@ export function statusOf(state, info, now) {
       if (info.retry) return ["reconnecting", waiting];
       return info.again ? ["reconnecting", "Reconnecting…"] : ["connecting", "Connecting…"];
     case "connected":
+      if (degraded) {
+        return ["degraded", `Connected as ${info.user} in #${info.room}, but the chat cannot save messages ` +
+          "right now (the server is degraded); messages wait in the box until you send them again."];
+      }
       return ["connected", `Connected as ${info.user} in #${info.room}.`];
     case "reconnecting": {
       if (info.retry) return ["reconnecting", waiting];
@@ -175,6 +180,10 @@ export class Widget {
       case "join_again": this.conn.sendJoin(); return;
       case "give_back": v.giveBack(e.text); return;
       case "composer": v.composer(e.enabled); return;
+      case "degraded":
+        this.degraded = e.on;
+        this.showStatus();
+        return;
       default: return;
     }
   }
@@ -205,7 +214,7 @@ export class Widget {
     const { state, info } = this.conn;
     if (state === "stopped") return;
     const show = () => {
-      const [name, text] = statusOf(state, info, Date.now());
+      const [name, text] = statusOf(state, info, Date.now(), this.degraded);
       this.view.setStatus(name, text);
     };
     show();

@@ -288,6 +288,18 @@ test("rate_limited joins are retried; a refused room switch stays connected wher
   assert.deepEqual(t.events.filter((e) => e.type === "refused").at(-1), { type: "refused", frame, joined: true });
 });
 
+test("a join the server cannot answer from its history (store_unavailable) is tried again", () => {
+  const t = setup();
+  t.conn.join();
+  const ws = t.last();
+  ws.open();
+  ws.receive({ type: "error", code: "store_unavailable", message: "The chat history cannot be read right now." });
+  assert.deepEqual([t.conn.state, t.conn.info.retry], ["reconnecting", "store_unavailable"]);
+  const joins = ws.joins().length;
+  t.clock.advance(t.conn.info.delay);
+  assert.equal(ws.joins().length, joins + 1, "joined again after the backoff, on the same socket");
+});
+
 test("errors that do not answer a join, and other frames, are passed on", () => {
   const t = setup();
   t.conn.join();

@@ -74,7 +74,8 @@ test("msg: each id once, in the room shown; own messages clear the error", () =>
   out = run(out.state, msg(9, "bob", "elsewhere", "python"), frame({ type: "msg", payload: { id: "10", text: "x" } }));
   assert.deepEqual(out.effects, [], "another room's message, and one without a numeric id, are not shown");
   out = run(out.state, msg(4, "alice", "mine"));
-  assert.deepEqual(types(out.effects), ["messages", "clear_error"]);
+  assert.deepEqual(types(out.effects), ["messages", "clear_error", "degraded"]);
+  assert.equal(only(out.effects, "degraded")[0].on, false, "an own message was stored: not degraded (any more)");
   assert.equal(out.state.lastId, 4);
   // an older id that was never shown goes in its place, not at the end
   out = run(out.state, frame({ type: "msg", payload: { id: 0, user: 5, room: "lobby" } }));
@@ -180,10 +181,13 @@ test("errors by code: not_joined joins again; refused messages come back into th
   out = run(state, frame({ type: "error", code: "text_too_long", message: "Too long." }));
   assert.deepEqual(out.effects, [{ type: "error", text: "Too long." }], "nothing sent yet: nothing to give back");
   const sent = run(state, { type: "text_sent", text: "hello" }).state;
-  for (const code of ["text_too_long", "empty_text", "store_unavailable", "rate_limited", "shutting_down"]) {
+  for (const code of ["text_too_long", "empty_text", "rate_limited", "shutting_down"]) {
     out = run(sent, frame({ type: "error", code, message: "No." }));
     assert.deepEqual(out.effects, [{ type: "give_back", text: "hello" }, { type: "error", text: "No." }], code);
   }
+  out = run(sent, frame({ type: "error", code: "store_unavailable", message: "Not saved." }));
+  assert.deepEqual(out.effects, [{ type: "give_back", text: "hello" }, { type: "degraded", on: true },
+    { type: "error", text: "Not saved." }], "the server cannot store: the status line says so");
   for (const code of ["bad_text", "bad_frame", "binary_not_supported"]) {
     out = run(sent, frame({ type: "error", code }));
     assert.deepEqual(out.effects, [{ type: "error", text: "Error: " + code }], code);

@@ -27,6 +27,9 @@ test("only http(s) URLs become links; trailing punctuation stays text", () => {
 
 test("the status line for each connection state", () => {
   assert.deepEqual(statusOf("idle", {}), ["idle", "Not connected: pick a name and join."]);
+  assert.equal(statusOf("connected", { user: "ann", room: "lobby" }, 0, true)[0], "degraded");
+  assert.match(statusOf("connected", { user: "ann", room: "lobby" }, 0, true)[1], /cannot save messages/);
+  assert.match(statusOf("joining", { retry: "store_unavailable" }, 0)[1], /cannot read its history/);
   assert.deepEqual(statusOf("idle", { refused: "name_taken" }), ["idle", "Not joined."]);
   assert.deepEqual(statusOf("connecting", { again: false }), ["connecting", "Connecting…"]);
   assert.deepEqual(statusOf("connecting", { again: true }), ["reconnecting", "Reconnecting…"]);
