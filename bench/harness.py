@@ -179,7 +179,8 @@ def pinned(cpus: str, cmd: list[str]) -> list[str]:
 # -- servers ------------------------------------------------------------------
 SERVER_NAMES = ("app", "gradio", "websockets", "seed")
 VARIANTS = tuple(f"app-{v}" for v in app_variant.VARIANTS)  # the app minus one fast part
-APPS = ("app", "gradio", *VARIANTS)  # ours, imported from APP_PATH
+ENGINES = ("redis",)  # the app on another engine; by name only (--servers app,redis,websockets)
+APPS = ("app", "gradio", *VARIANTS, *ENGINES)  # ours, imported from APP_PATH
 REFERENCE = "websockets"
 LABELS = {
     "app": "app (chat_core)",
@@ -189,6 +190,7 @@ LABELS = {
     "app-asgi": "app, ASGI sends",
     "app-asyncio": "app, asyncio + h11",
     "app-json": "app, stdlib json",
+    "redis": "app on Redis",
 }
 
 
@@ -206,10 +208,12 @@ def app_available() -> tuple[bool, str]:
     return r.returncode == 0, (r.stderr.strip().splitlines() or [""])[-1]
 
 
-def server_cmd(name: str, port: int, tmp: Path, max_seconds: float) -> list[str]:
+def server_cmd(name: str, port: int, tmp: Path, max_seconds: float, redis_url: str = "") -> list[str]:
     db = str(tmp / f"{name}-{port}.db")  # one per server: --quick runs them side by side
     if name == "app":
         return [sys.executable, "-m", "chat_core", "--host", "127.0.0.1", "--port", str(port), "--db", db]
+    if name == "redis":
+        return [sys.executable, "-m", "chat_core", "--host", "127.0.0.1", "--port", str(port), "--redis-url", redis_url]
     if name == "gradio":
         return [sys.executable, "gradio_app.py", "--host", "127.0.0.1", "--port", str(port), "--db", db]
     if name in VARIANTS:
@@ -248,8 +252,37 @@ class Server:
         where = APP_PATH[0] if name in APPS else ROOT
         env["PYTHONPATH"] = str(where) + os.pathsep + env.get("PYTHONPATH", "")
         self.log = open(self.log_path, "wb")
+        self.redis: subprocess.Popen | None = None
+        redis_url = ""
+        if name in ENGINES:  # its own redis-server, on the server's CPUs (its CPU is counted apart)
+            redis_port = free_port()
+            self.redis = subprocess.Popen(
+                pinned(
+                    cpus,
+                    [
+                        "redis-server",
+                        "--port",
+                        str(redis_port),
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "yes",
+                        "--appendfsync",
+                        "everysec",
+                        "--dir",
+                        str(tmp),
+                    ],
+                ),
+                stdin=subprocess.DEVNULL,
+                stdout=self.log,
+                stderr=subprocess.STDOUT,
+            )
+            wait_port(redis_port, 30, self.redis)
+            redis_url = f"redis://127.0.0.1:{redis_port}/0"
         self.proc = subprocess.Popen(
-            pinned(cpus, server_cmd(name, self.port, tmp, max_seconds)),
+            pinned(cpus, server_cmd(name, self.port, tmp, max_seconds, redis_url)),
             cwd=where,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -272,6 +305,10 @@ class Server:
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
 
+    def redis_cpu(self) -> float:
+        """The redis-server's CPU seconds (nan without one)."""
+        return cpu_seconds(self.redis.pid) if self.redis is not None else float("nan")
+
     def rss(self) -> int:
         return rss_kb(self.pid)
 
@@ -289,6 +326,9 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        if self.redis is not None and self.redis.poll() is None:
+            self.redis.terminate()
+            self.redis.wait(10)
         self.log.close()
 
 
@@ -361,6 +401,10 @@ class Worker:
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
+
+    def redis_cpu(self) -> float:
+        """The redis-server's CPU seconds (nan without one)."""
+        return cpu_seconds(self.redis.pid) if self.redis is not None else float("nan")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

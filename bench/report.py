@@ -8,7 +8,7 @@ import statistics
 from pathlib import Path
 
 import app_variant
-from harness import LABELS, REFERENCE
+from harness import ENGINES, LABELS, REFERENCE
 
 BLOCKS = {  # the generated parts of docs/benchmarks.md
     "bench": ("<!-- bench:begin (written by `python bench/run.py --md`) -->", "<!-- bench:end -->"),
@@ -161,6 +161,13 @@ def tables(results: dict) -> str:
                 f"| {f(m('busy', s, 'lost'), 0)} | {f(m('busy', s, 'gen_cpu_pct'), 0)} |"
             )
         out.append(noise(results, "busy"))
+        for s in servers:
+            if s in ENGINES and per_run(results, "busy", s):
+                out.append(
+                    f"{LABELS[s]}: the redis-server used {f(m('busy', s, 'redis_cpu_pct'), 0)}% of a CPU, "
+                    f"{f(m('busy', s, 'redis_cpu_us_per_msg'), 0)} µs per message (one script per batch, "
+                    "one publish, each process reading it back)."
+                )
         out.append("")
 
     if "saturation" in scen:

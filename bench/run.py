@@ -43,7 +43,19 @@ from pathlib import Path
 
 import harness  # bench/, next to this file (the script's directory is on sys.path)
 import report
-from harness import APPS, LABELS, REFERENCE, ROOT, SERVER_NAMES, VARIANTS, Server, app_available, cpu_plan, wait_quiet
+from harness import (
+    APPS,
+    ENGINES,
+    LABELS,
+    REFERENCE,
+    ROOT,
+    SERVER_NAMES,
+    VARIANTS,
+    Server,
+    app_available,
+    cpu_plan,
+    wait_quiet,
+)
 from scenarios import QUICK, SCENARIOS, Config, Ctx
 
 
@@ -237,7 +249,7 @@ def main() -> int:
     if a.ablation:
         scenarios, servers = ["busy", "crowd"], ["app", *VARIANTS, REFERENCE]
     for s in servers:
-        if s not in SERVER_NAMES + VARIANTS:
+        if s not in SERVER_NAMES + VARIANTS + ENGINES:
             ap.error(f"unknown server {s!r}")
     if a.app_path:
         harness.APP_PATH[0] = a.app_path.resolve()

@@ -179,7 +179,7 @@ def _send_phase(
     win0, win1 = start + int(warm * SEC), start + int((warm + duration) * SEC)
     rss_start = srv.rss()
     sleep_until(win0)
-    c0, g0, t0 = srv.cpu(), load.cpu(), now_ns()
+    c0, g0, t0, r0 = srv.cpu(), load.cpu(), now_ns(), srv.redis_cpu()
     win = Window(srv.pid, [w.pid for w in load.workers], ctx.server_cpu)
     rss_max = srv.rss()
     if sample_rss:
@@ -187,7 +187,7 @@ def _send_phase(
             time.sleep(0.25)
             rss_max = max(rss_max, srv.rss())
     sleep_until(win1)
-    c1, g1, t1 = srv.cpu(), load.cpu(), now_ns()
+    c1, g1, t1, r1 = srv.cpu(), load.cpu(), now_ns(), srv.redis_cpu()
     cores = win.close()
     rss_end = srv.rss()
     rss_max = max(rss_max, rss_end)
@@ -206,6 +206,8 @@ def _send_phase(
             if res["deliveries_in_window"]
             else float("inf"),
             "send_lag_max_ms": sent["lag_max_ns"] / 1e6,
+            "redis_cpu_pct": 100 * (r1 - r0) / secs,  # nan without Redis
+            "redis_cpu_us_per_msg": 1e6 * (r1 - r0) / max(1.0, rate * duration),
             "rss_start_kb": rss_start,
             "rss_max_kb": rss_max,
             "rss_end_kb": rss_end,
