@@ -155,10 +155,13 @@ class Hub:
             if since is not None and since + 1 < room.first_cached:
                 older = await self.store.after(room.name, since, self.settings.replay_limit or 2**31)
             await self.claims.refresh(key)
+            await presence.check_held(key)
             own = member.key == key and member.token is not None
             proven = trusted or own or self.claims.proof(key, join.token, held=True) is Proof.TOKEN
+            if presence.holder(room, member, key, join.token) is None and not own:
+                self.claims.check(key, join.token, presence.is_held(key), trusted)  # before anyone hears of it
+            taken = True  # (a take that fails half way, say a timeout after it ran, is let go too)
             await presence.take(room, member, key, join.user, join.token, proven)
-            taken = True
             # From here on nothing awaits: the room cannot change under us.
             holder = presence.holder(room, member, key, join.token)
             if member.outbox.closed:
@@ -182,8 +185,7 @@ class Hub:
             gap = {"after": since, "first": first if first is not None else room.last_id + 1}
         member.outbox.put_many(frames)
         member.send(presence.welcome(room, member, gap))
-        if changed:
-            presence.joined(room, member)
+        presence.joined(room, member, changed)
         if self.claims.dirty:
             self.writer.wake()
 
@@ -208,7 +210,7 @@ class Hub:
         for m in messages:
             registry.note_stored(m)
             room = rooms.get(m.room)
-            if room is not None:
+            if room is not None and m.id > room.last_id:  # (a room opened meanwhile read it already)
                 frame = protocol.msg_frame(m.payload())
                 room.remember(m.id, frame)
                 fanout.broadcast(room, frame)

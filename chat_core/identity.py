@@ -121,16 +121,25 @@ class Claims:
         holds this name on this connection (switching rooms) or proved it by login."""
         if self.logins:
             return self._login_token(key)
-        proof = self.proof(key, token, held_elsewhere)
-        if proof is Proof.TOKEN:
+        if self.check(key, token, held_elsewhere, trusted) is Proof.TOKEN:
             assert token is not None
             self.touch(key)
             return token
+        return self._claim(key, name)
+
+    def check(self, key: str, token: Optional[str], held_elsewhere: bool, trusted: bool) -> Proof:
+        """Raise the :class:`Refusal` that :meth:`admit` would, changing nothing (a join
+        checks before it takes the name where others see it); else the proof."""
+        if self.logins:
+            return Proof.TOKEN
+        proof = self.proof(key, token, held_elsewhere)
+        if proof is Proof.TOKEN:
+            return proof
         claim = self._claims.get(key)
         in_force = claim is not None and not self._lapsed(claim, self._clock(), held_elsewhere)
         if in_force and not trusted:
             raise bad_token() if proof is Proof.WRONG else name_reserved()
-        return self._claim(key, name)
+        return proof
 
     def revoke(self, key: str) -> bool:
         """Forget the claim on ``key``: its token stops working at once. True if there was one."""

@@ -51,6 +51,9 @@ class FrameWriter(Protocol):
     def abort(self) -> None:
         """Drop the connection at once, whatever is unsent."""
 
+    def linger(self, seconds: float) -> None:
+        """Drop the connection ``seconds`` from now if bytes are still unsent then."""
+
 
 class State(enum.Enum):
     OPEN = "open"  # frames are taken
@@ -230,6 +233,8 @@ class DirectOutbox(Outbox):
             except asyncio.TimeoutError:
                 pass  # the close below times out too, and the peer is abandoned
         await self._send_close()
+        if not self.abandoned:  # the close frame is in the socket's buffer, maybe not out of it
+            self._writer.linger(CLOSE_TIMEOUT)
 
 
 class TaskOutbox(Outbox):

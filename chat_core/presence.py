@@ -85,9 +85,10 @@ class Presence:
         room.remove_name(member.name or "")
         self.announce(room, "leave", member.name or "", size)
 
-    def joined(self, room: Room, member: Member) -> None:
-        """``member`` entered ``room`` (and has its `welcome`): tell the room."""
-        self.announce(room, "join", member.name or "", self.online(room))
+    def joined(self, room: Room, member: Member, changed: bool) -> None:
+        """``member`` entered ``room`` (and has its `welcome`): tell the room, if that is news."""
+        if changed:
+            self.announce(room, "join", member.name or "", self.online(room))
 
     def online(self, room: Room) -> int:
         """How many are in ``room``."""
@@ -98,6 +99,9 @@ class Presence:
         return {name: self.online(self.registry.rooms[name]) for name in rooms if name in self.registry.rooms}
 
     # --- what the shared engine adds (here: nothing to do) -----------------------
+
+    async def check_held(self, key: str) -> None:
+        """Before deciding on the name ``key``: learn whether another process holds it."""
 
     async def open_room(self, room: Room) -> None:
         """Know who is in ``room`` on other processes."""

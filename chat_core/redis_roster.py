@@ -37,6 +37,7 @@ _NOW = "local t = redis.call('TIME'); local now = tonumber(t[1]) * 1000 + math.f
 _LEAVE = """
 local function leave(room, key, holder, replaced)
   redis.call('HDEL', prefix .. 'p:' .. room, key)
+  if redis.call('HINCRBY', prefix .. 'held', key, -1) <= 0 then redis.call('HDEL', prefix .. 'held', key) end
   redis.call('SREM', prefix .. 'pm:' .. holder.p, room .. '\\n' .. key .. '\\n' .. holder.c)
   redis.call('PUBLISH', channel, cjson.encode({p = 'leave', room = room, key = key, name = holder.n,
                                                conn = holder.c, replaced = replaced}))
@@ -46,8 +47,9 @@ end
 CLAIM = (
     _NOW
     + """
--- ARGV: prefix, channel, room, key, name, connection, process, force (1: a proven token may take over)
-local prefix, channel, room, key, name, conn, proc, force = unpack(ARGV)
+-- ARGV: prefix, channel, room, key, name, connection, process, force (1: a proven token may take over), ttl
+local prefix, channel, room, key, name, conn, proc, force, ttl = unpack(ARGV)
+redis.call('ZADD', prefix .. 'procs', 'GT', now + tonumber(ttl) * 1000, proc)  -- alive, whatever the heartbeat
 """
     + _LEAVE
     + """
@@ -67,6 +69,7 @@ if raw then
   leave(room, key, holder, alive and 1 or 0)
 end
 redis.call('HSET', roster, key, cjson.encode({n = name, c = conn, p = proc}))
+redis.call('HINCRBY', prefix .. 'held', key, 1)
 redis.call('SADD', prefix .. 'pm:' .. proc, room .. '\\n' .. key .. '\\n' .. conn)
 redis.call('PUBLISH', channel, cjson.encode({p = 'join', room = room, key = key, name = name, conn = conn}))
 return {'ok'}
@@ -123,15 +126,17 @@ return gone
 )
 
 RESYNC = (
-    """
--- After a reconnect: ARGV: prefix, channel, process, then room, key, name, connection for each name held here.
--- Returns the connections whose name someone else holds now.
-local prefix, channel, proc = ARGV[1], ARGV[2], ARGV[3]
+    _NOW
+    + """
+-- After a reconnect: ARGV: prefix, channel, process, ttl, then room, key, name, connection for each name
+-- held here. Returns the connections whose name someone else holds now.
+local prefix, channel, proc, ttl = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
+if ttl > 0 then redis.call('ZADD', prefix .. 'procs', now + ttl * 1000, proc) end
 """
     + _LEAVE
     + """
 local mine, lost = {}, {}
-for i = 4, #ARGV, 4 do
+for i = 5, #ARGV, 4 do
   local room, key, name, conn = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   local entry = room .. '\\n' .. key .. '\\n' .. conn
   mine[entry] = true
@@ -142,6 +147,7 @@ for i = 4, #ARGV, 4 do
   else
     if not raw then
       redis.call('HSET', roster, key, cjson.encode({n = name, c = conn, p = proc}))
+      redis.call('HINCRBY', prefix .. 'held', key, 1)
       redis.call('PUBLISH', channel, cjson.encode({p = 'join', room = room, key = key, name = name, conn = conn}))
     end
     redis.call('SADD', prefix .. 'pm:' .. proc, entry)
@@ -190,7 +196,8 @@ class RedisRoster:
 
     async def claim(self, room: str, key: str, name: str, conn: str, force: bool) -> tuple[Claimed, str]:
         """Take ``key`` in ``room`` for connection ``conn``; with TAKEN, the holder's connection."""
-        reply = await self._claim(keys=[], args=[*self._head(), room, key, name, conn, self.process, int(force)])
+        args = [*self._head(), room, key, name, conn, self.process, int(force), self.ttl]
+        reply = await self._claim(keys=[], args=args)
         outcome = Claimed(reply[0])
         return outcome, (reply[2] if outcome is Claimed.TAKEN else "")
 
@@ -205,7 +212,13 @@ class RedisRoster:
         """``held``: (room, key, name, connection) of every name held here. The connections
         whose name another holds now (to be closed)."""
         flat = [x for entry in held for x in entry]
-        return list(await self._resync(keys=[], args=[*self._head(), self.process, *flat]))
+        return list(await self._resync(keys=[], args=[*self._head(), self.process, self.ttl, *flat]))
+
+    async def held(self, key: Optional[str] = None) -> set[str]:
+        """The name keys held in some room on some process (or whether ``key`` is)."""
+        if key is not None:
+            return {key} if await self.redis.hexists(self.keys.prefix + "held", key) else set()
+        return set(await self.redis.hkeys(self.keys.prefix + "held"))
 
     async def load(self, room: str) -> dict[str, tuple[str, str]]:
         """The room's roster: key -> (name, connection)."""
@@ -226,7 +239,7 @@ class RedisRoster:
     async def leave_all(self) -> None:
         """This process stops: its names (and its count of open connections) go at once,
         not after the expiry: expire it now and sweep."""
-        await self.resync(())
+        await self._resync(keys=[], args=[*self._head(), self.process, 0])
         await self.redis.zadd(self.keys.prefix + "procs", {self.process: 0})
         await self.heartbeat_of_others()
 

@@ -28,7 +28,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Optional
 
-from redis.exceptions import ConnectionError as RedisConnectionError, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, ResponseError
 
 from .redis_history import COMMAND_TIMEOUT, RedisHistory, where
 from .store import Message
@@ -150,18 +150,23 @@ class RedisSequencer:
     # --- committing ------------------------------------------------------------
 
     async def commit(self, drafts: Sequence[Draft]) -> list[Message]:
-        if not self.synced:
-            raise RedisConnectionError("not yet subscribed to Redis")
+        if not self.synced or self.link is not Link.UP:  # (until caught up, ids Redis lost may still be raised)
+            raise RedisConnectionError("not subscribed to Redis (reconnecting)")
         keys = [self.keys.last_ids, self.keys.times] + [self.keys.stream(d.room) for d in drafts]
         deadline = int(time.time() * 1000 + self._offset_ms + DEADLINE * 1000)
         args: list[Any] = [self.keys.events, self.history.keep, deadline]
         for d in drafts:
             args += [d.room, d.user, d.text, repr(d.ts)]
-        ids = await self._commit(keys=keys, args=args)
+        try:
+            ids = await self._commit(keys=keys, args=args)
+        except ResponseError as exc:
+            if str(exc).startswith("EXPIRED"):  # (or this machine's clock moved: measure it again)
+                await self._sync_clock()
+            raise
         return [Message(d.room, int(i), d.user, d.text, d.ts) for d, i in zip(drafts, ids, strict=True)]
 
     async def writable(self) -> bool:
-        return self.synced and bool(await self.redis.ping())
+        return self.synced and self.link is Link.UP and bool(await self.redis.ping())
 
     # --- following the channel -----------------------------------------------
 
@@ -251,17 +256,19 @@ class RedisSequencer:
     async def _take(self, batch: list[list[Any]]) -> None:
         """A published batch: each message delivered once, after any this process missed."""
         out: list[Message] = []
-        for room, msg_id, user, text, ts in batch:
-            msg_id = int(msg_id)
-            last = self.delivered.get(room, 0)
-            if msg_id <= last:
-                continue  # already delivered (caught up from the stream)
-            if msg_id > last + 1 and self._wanted(room):
-                out += await self.history.between(room, last, msg_id - 1)
-            out.append(Message(room, msg_id, user, text, float(ts)))
-            self.delivered[room] = msg_id
-        if out:
-            self._deliver(out)
+        try:
+            for room, msg_id, user, text, ts in batch:
+                msg_id = int(msg_id)
+                last = self.delivered.get(room, 0)
+                if msg_id <= last:
+                    continue  # already delivered (caught up from the stream)
+                if msg_id > last + 1 and self._wanted(room):
+                    out += await self.history.between(room, last, msg_id - 1)
+                out.append(Message(room, msg_id, user, text, float(ts)))
+                self.delivered[room] = msg_id
+        finally:  # what was counted as delivered is delivered, even if a read for a gap failed
+            if out:
+                self._deliver(out)
 
     async def behind(self) -> int:
         """Messages stored in Redis that this process has not delivered yet."""

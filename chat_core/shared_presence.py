@@ -33,14 +33,36 @@ class SharedPresence(Presence):
         self._taking: dict[str, list[dict[str, Any]]] = {}  # conn -> its events that came before its welcome
         self._tasks: set[asyncio.Task[Any]] = set()
         self._beating: Optional[asyncio.Task[None]] = None
+        self._held: set[str] = set()  # name keys held on any process (refreshed by each heartbeat)
+        self._loading: dict[str, list[dict[str, Any]]] = {}  # room -> its events while its roster loads
+        self._unsure = False  # a roster update failed: put right at the next heartbeat (resync)
 
     # --- joining -------------------------------------------------------------
 
+    def is_held(self, key: str) -> bool:
+        return super().is_held(key) or key in self._held
+
+    async def check_held(self, key: str) -> None:
+        if await self.roster.held(key):
+            self._held.add(key)
+        else:
+            self._held.discard(key)
+
     async def open_room(self, room: Room) -> None:
-        if room.roster is None:
+        if room.roster is not None or room.name in self._loading:
+            while room.roster is None and room.name in self._loading:  # a join beside us is loading it
+                await asyncio.sleep(0.01)
+            if room.roster is not None:
+                return
+        self._loading[room.name] = []
+        try:
             roster = await self.roster.load(room.name)
-            if room.roster is None:  # (a join beside us may have loaded it meanwhile)
-                self._set_roster(room, roster)
+        finally:
+            early = self._loading.pop(room.name, [])
+        if room.roster is None:
+            self._set_roster(room, roster)
+        for event in early:  # changes published while the roster was being read
+            self.on_event(event)
 
     def _set_roster(self, room: Room, roster: dict[str, tuple[str, str]]) -> None:
         for key, member in room.members.items():  # this process's own, whatever Redis says
@@ -59,7 +81,7 @@ class SharedPresence(Presence):
             outcome, holder = await self.roster.claim(room.name, key, name, member.conn, proven)
             if outcome is Claimed.TAKEN and holder.startswith(self.roster.process + ":") and not self._is_live(holder):
                 outcome, holder = await self.roster.claim(room.name, key, name, member.conn, True)  # our own stale one
-        except BaseException:
+        except BaseException:  # (it may have run all the same: a timeout; untake lets it go)
             self._taking.pop(member.conn, None)
             raise
         if outcome is Claimed.TAKEN:  # held elsewhere, and nothing proves this joiner may take it over
@@ -86,7 +108,7 @@ class SharedPresence(Presence):
                 room.remove_name(old[0])  # a holder before us whose leave has not come yet: listed once
         return changed
 
-    def joined(self, room: Room, member: Member) -> None:
+    def joined(self, room: Room, member: Member, changed: bool) -> None:
         """Tell the room from the roster's own event (it may have come already)."""
         early = self._taking.pop(member.conn, [])
         for event in early:
@@ -115,6 +137,9 @@ class SharedPresence(Presence):
         conn = event.get("conn", "")
         if conn in self._taking:
             self._taking[conn].append(event)  # told after that joiner's welcome
+            return
+        if event.get("room", "") in self._loading:
+            self._loading[event["room"]].append(event)  # applied once the roster is read
             return
         room = self.registry.rooms.get(event.get("room", ""))
         if room is None or room.roster is None:
@@ -162,6 +187,10 @@ class SharedPresence(Presence):
                 gone = await self.roster.heartbeat()
                 if gone:
                     log.info("%d user(s) of a server process that stopped answering left", gone)
+                if self._unsure:
+                    self._unsure = False
+                    await self.resync()
+                self._held = await self.roster.held()
             except Exception as exc:  # Redis away: the subscription says so; beat again soon
                 log.debug("heartbeat failed: %s", exc)
             await asyncio.sleep(self.roster.ttl / 3)
@@ -182,4 +211,5 @@ class SharedPresence(Presence):
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
-            log.debug("roster update failed (put right at the next resync): %s", task.exception())
+            self._unsure = True
+            log.debug("roster update failed (put right at the next heartbeat): %s", task.exception())

@@ -121,6 +121,15 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         the close frame (a plain close would wait for it to read, for ever)."""
         self.transport.abort()
 
+    def linger(self, seconds: float) -> None:
+        """The connection is over: if its last bytes (the close frame) are still unsent
+        ``seconds`` from now, the peer is not reading; let the socket go then."""
+        def drop() -> None:
+            if self.transport.get_write_buffer_size() > 0:
+                self.transport.abort()
+
+        asyncio.get_running_loop().call_later(seconds, drop)
+
     def set_send_buffer(self, size: int) -> None:
         """Cap the kernel's send buffer for this socket (SO_SNDBUF), instead of
         letting Linux grow it to several MiB for a client that does not read."""

@@ -221,7 +221,10 @@ class ChatServer:
             except ProtocolError as exc:
                 raise HTTPException(422, exc.message) from None
             hub = self._hub()
-            found = await hub.store.after(room, since or 0, limit, first=since is not None)
+            try:
+                found = await hub.store.after(room, since or 0, limit, first=since is not None)
+            except hub.writer.sequencer.expected:  # the store is away (Redis down): try again later
+                raise HTTPException(503, "the chat history cannot be read right now") from None
             return {"room": room, "messages": [m.payload() for m in found]}
 
         @router.get("/api/me", tags=["chat"], summary="The logged-in user (the chat name) and the page's /ws ticket")

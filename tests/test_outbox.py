@@ -35,6 +35,12 @@ class Socket:
     def set_send_buffer(self, size: int) -> None:
         self.send_buffer = size
 
+    def abort(self) -> None:
+        self.gone = True
+
+    def linger(self, seconds: float) -> None:
+        self.lingered = seconds
+
     def drain(self) -> None:
         self.full = False
         if self.drained is not None:
