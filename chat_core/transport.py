@@ -122,10 +122,12 @@ class ChatWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.abort()
 
     def linger(self, seconds: float) -> None:
-        """The connection is over: if its last bytes (the close frame) are still unsent
-        ``seconds`` from now, the peer is not reading; let the socket go then."""
+        """Our close frame is on its way: if the connection is still open ``seconds``
+        from now (the peer took not even that frame, it may sit in the kernel's
+        buffers, or it never answered it), let the socket go."""
+
         def drop() -> None:
-            if self.transport.get_write_buffer_size() > 0:
+            if not self.transport.is_closing() or self.transport.get_write_buffer_size() > 0:
                 self.transport.abort()
 
         asyncio.get_running_loop().call_later(seconds, drop)
