@@ -397,6 +397,18 @@ def test_ws_tickets_follow_chat_secret_across_restarts() -> None:
 # --- 9. a peer that never takes the close frame ---------------------------------------------
 
 
+def tcp_lines(server_port: int, client_port: int) -> list[str]:
+    """The /proc/net/tcp lines of the connection, both ends (state st: 01 established, 08 close-wait...)."""
+    out = []
+    with open("/proc/net/tcp") as f:
+        for line in f.read().splitlines()[1:]:
+            fields = line.split()
+            ports = {int(fields[1].split(":")[1], 16), int(fields[2].split(":")[1], 16)}
+            if ports == {server_port, client_port}:
+                out.append(" ".join(fields[1:5] + fields[9:10]))
+    return out
+
+
 def server_holds_socket(pid: int, server_port: int, client_port: int) -> bool:
     """Whether process ``pid`` still has the TCP socket of the connection from ``client_port``
     open (/proc/net/tcp: an orphaned or closed socket has no inode in the process's fds)."""
@@ -460,6 +472,8 @@ def unread_close(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             if seen["released"] is None and not server_holds_socket(srv.proc.pid, srv.port, raw.port):
                 seen["released"] = time.monotonic() - overflow
             time.sleep(0.1)
+        seen["tcp_at_deadline"] = tcp_lines(srv.port, raw.port)  # (state, tx/rx queues: for a failure's message)
+        seen["health_at_deadline"] = get_json(srv.url + "/healthz")
         seen["frames"] = raw.read_to_the_end()
         seen["held_at_overflow"] = held
         raw.close()
@@ -480,7 +494,10 @@ def test_a_peer_that_never_takes_its_close_frame_is_let_go_by_the_chat(unread_cl
 def test_a_peer_that_never_takes_its_close_frame_loses_its_socket(unread_close: dict[str, Any]) -> None:
     """security.md: "A peer that will not even take the close frame is dropped after 5 seconds"
     (the socket's half: the server process no longer holds the TCP connection)."""
-    assert unread_close["released"] is not None, f"the server still holds the socket {DROP_WITHIN}s on"
+    assert unread_close["released"] is not None, (
+        f"the server still holds the socket {DROP_WITHIN}s on; /proc/net/tcp then: {unread_close['tcp_at_deadline']}, "
+        f"/healthz: {unread_close['health_at_deadline']}"
+    )
 
 
 # --- 10. --send-buffer -------------------------------------------------------------------------
