@@ -233,7 +233,9 @@ class DirectOutbox(Outbox):
             except asyncio.TimeoutError:
                 pass  # the close below times out too, and the peer is abandoned
         await self._send_close()
-        if not self.abandoned:  # the close frame is in the socket's buffer, maybe not out of it
+        if self.abandoned:  # (the route may have stopped listening for that already: drop it here)
+            self._writer.abort()
+        else:  # the close frame is in the socket's buffer, maybe not out of it
             self._writer.linger(CLOSE_TIMEOUT)
 
 
