@@ -238,17 +238,6 @@ class RedisRoster:
 
     async def leave_all(self) -> None:
         """This process stops: its names (and its count of open connections) go at once,
-        not after the expiry: expire it now and sweep."""
-        await self._resync(keys=[], args=[*self._head(), self.process, 0])
-        await self.redis.zadd(self.keys.prefix + "procs", {self.process: 0})
-        await self.heartbeat_of_others()
-
-    async def heartbeat_of_others(self) -> None:
-        """Sweep without saying this process lives (it is stopping)."""
-        await self._heartbeat(keys=[], args=[*self._head(), self.process + ":stopping", 0])
-        await self.redis.zrem(self.keys.prefix + "procs", self.process + ":stopping")
-
-
-def parse_event(data: Any) -> Optional[dict[str, Any]]:
-    """A roster event from the channel, or None for a batch of messages."""
-    return data if isinstance(data, dict) and data.get("p") in ("join", "leave") else None
+        not after the expiry. A heartbeat that lives 0 s makes it due, and its own sweep
+        lets everything it held go, announced as leaving."""
+        await self._heartbeat(keys=[], args=[*self._head(), self.process, 0])

@@ -36,6 +36,13 @@ def health(srv: ServerProcess) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+async def until_health(srv: ServerProcess, status: int, seconds: float) -> None:
+    """Wait (at most ``seconds``) until /healthz answers ``status``."""
+    deadline = time.monotonic() + seconds
+    while health(srv)[0] != status and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+
+
 def history(srv: ServerProcess, room: str = "lobby") -> list[dict]:
     with urllib.request.urlopen(f"{srv.url}/api/rooms/{room}/messages?limit=1000", timeout=5) as r:
         return json.loads(r.read())["messages"]
@@ -213,17 +220,13 @@ def test_while_redis_is_down_health_says_degraded_and_messages_are_refused(redis
                 await c.say("into the void")
                 error = await c.recv_type("error", 10)
                 assert error["code"] == "store_unavailable"
-                deadline = time.monotonic() + 10
-                while health(srv)[0] != 503 and time.monotonic() < deadline:
-                    await asyncio.sleep(0.2)
+                await until_health(srv, 503, 10)
                 status, body = health(srv)
                 assert status == 503 and body["status"] == "degraded" and "Redis at redis://127.0.0.1" in body["reason"]
                 assert body["redis"] == "down" and body["behind"] is None
             finally:
                 redis_server.start()
-            deadline = time.monotonic() + 15
-            while health(srv)[0] != 200 and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
+            await until_health(srv, 200, 15)
             assert health(srv)[0] == 200
             await c.say("back")
             assert (await c.recv_type("msg", 10))["payload"]["text"] == "back"
@@ -317,9 +320,7 @@ def test_a_process_started_while_redis_is_down_comes_up_degraded_and_recovers(
             await c.send({"type": "join", "payload": {"user": "early"}})
             assert (await c.recv_type("error", 10))["code"] == "store_unavailable"
             redis_server.start()
-            deadline = time.monotonic() + 20
-            while health(srv)[0] != 200 and time.monotonic() < deadline:
-                await asyncio.sleep(0.2)
+            await until_health(srv, 200, 20)
             assert health(srv)[0] == 200
             await c.join("early")
             await c.say("made it")
