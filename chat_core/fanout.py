@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Optional
 
 from . import protocol
 from .protocol import CloseCode
@@ -22,9 +23,10 @@ class FanOut:
         self.on_dropped = on_dropped
         self.overflow_closes = 0  # clients closed for reading too slowly (1013)
 
-    def broadcast(self, room: Room, frame: str) -> None:
+    def broadcast(self, room: Room, frame: str, skip: Optional[Member] = None) -> None:
+        """``frame`` to every member of ``room`` (but ``skip``)."""
         encoded = protocol.wire(frame)  # once for the whole room
-        dropped = [m for m in room.members.values() if not m.outbox.put(frame, encoded)]
+        dropped = [m for m in room.members.values() if m is not skip and not m.outbox.put(frame, encoded)]
         for member in dropped:  # closed (for reading too slowly, or on its way out): out of the room now
             if member.outbox.close_code == CloseCode.TRY_AGAIN_LATER:
                 self.overflow_closes += 1

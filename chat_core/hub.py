@@ -196,11 +196,17 @@ class Hub:
         if self.writer.stopping:
             raise Refusal("shutting_down", "The server is restarting; send it again once reconnected.")
 
-    def post(self, member: Member, text: str) -> None:
-        """Queue a chat message from ``member``; it is broadcast once stored."""
+    def post(self, member: Member, text: str, cid: Optional[str] = None) -> None:
+        """Queue a chat message from ``member``; it is broadcast once stored (a ``cid`` its
+        author sent already gets the stored one back instead, see :mod:`chat_core.resend`)."""
         self.check_post(member)
         assert member.room is not None and member.name is not None
-        self.writer.post(Draft(member, member.room.name, member.name, text, protocol.now()))
+        self.writer.post(Draft(member, member.room.name, member.name, text, protocol.now(), cid, member.author))
+
+    def typing(self, member: Member) -> None:
+        """``member`` is typing: the others in its room are told (never stored)."""
+        if member.room is not None:
+            self.presence.typing(member.room, member)
 
     # --- delivery ------------------------------------------------------------
 

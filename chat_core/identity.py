@@ -62,6 +62,12 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
+def author_of(token: str) -> str:
+    """Who wrote a message, as the store keeps it: a digest of the token the writer held
+    the name with, so a later holder of the same name (a new token) is someone else."""
+    return _digest(token)[:12].hex()
+
+
 class Claims:
     """The claims registry: in memory, written through ``store`` in the background
     (see :meth:`flush`). One per process."""

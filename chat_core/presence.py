@@ -16,7 +16,7 @@ from typing import Optional
 
 from . import protocol
 from .fanout import FanOut
-from .identity import Claims, Proof, bad_token, name_taken
+from .identity import Claims, Proof, author_of, bad_token, name_taken
 from .rooms import Member, Room, RoomRegistry
 from .settings import Settings
 
@@ -60,6 +60,8 @@ class Presence:
         else:
             self.held[key] += 1
         room.add_name(name)
+        if token != member.token:
+            member.author = author_of(token) if token else ""
         member.name, member.key, member.room, member.token = name, key, room, token
         room.members[key] = member
         return not same_place
@@ -145,7 +147,16 @@ class Presence:
         names = room.names  # kept sorted as members come and go: no sort per join in a crowd
         shown = self.settings.users_shown
         return protocol.welcome(member.name or "", room.name, names[:shown] if shown else names,
-                                self.online(room), room.last_id, gap, member.token)
+                                self.online(room), room.last_id, gap, member.token, self.settings.max_text)
+
+    def typing(self, room: Room, member: Member) -> bool:
+        """Tell the others in ``room`` that ``member`` is typing; not in a big room (one
+        keystroke would be a frame to thousands), where False says it was not told."""
+        limit = self.settings.notice_limit
+        if limit and self.online(room) > limit:
+            return False
+        self.fanout.broadcast(room, protocol.typing(member.name or "", room.name), skip=member)
+        return True
 
     def cancel_timers(self) -> None:
         for room in self.registry.rooms.values():

@@ -16,7 +16,7 @@ from typing import Any, Optional, Union
 import orjson
 
 from . import names
-from .rules import DEFAULT_ROOM, ROOM_RE
+from .rules import CID_RE, DEFAULT_ROOM, ROOM_RE
 
 MAX_TOKEN = 200  # longer than any token the server issues
 
@@ -34,12 +34,14 @@ class CloseCode(enum.IntEnum):
 
 
 class ProtocolError(Exception):
-    """A frame the server refuses; ``code`` is the machine-readable error code."""
+    """A frame the server refuses; ``code`` is the machine-readable error code, and
+    ``cid`` the client id of the ``msg`` refused (so the client knows which one)."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, cid: Optional[str] = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.cid = cid
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,7 @@ class Join:
 @dataclass(frozen=True)
 class Msg:
     text: str
+    cid: Optional[str] = None  # the client's own id for it: a resend is not stored twice
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,12 @@ class Ping:
     pass
 
 
-Frame = Union[Join, Msg, Ping]
+@dataclass(frozen=True)
+class Typing:
+    pass
+
+
+Frame = Union[Join, Msg, Ping, Typing]
 
 
 def parse(raw: Union[str, bytes], max_text: int) -> Frame:
@@ -85,12 +93,25 @@ def parse(raw: Union[str, bytes], max_text: int) -> Frame:
     if not isinstance(payload, dict):
         raise ProtocolError("bad_frame", "The \"payload\" must be a JSON object.")
     if kind == "msg":
-        return Msg(text=check_text(_field(payload, "text", str), max_text))
+        return _parse_msg(payload, max_text)
     if kind == "join":
         return _parse_join(payload)
     if kind == "ping":
         return Ping()
-    raise ProtocolError("unknown_type", f"Unknown frame type {_show(kind)}; expected join, msg or ping.")
+    if kind == "typing":
+        return Typing()
+    raise ProtocolError("unknown_type", f"Unknown frame type {_show(kind)}; expected join, msg, typing or ping.")
+
+
+def _parse_msg(payload: dict[str, Any], max_text: int) -> Msg:
+    cid = payload.get("cid")
+    if cid is not None and (not isinstance(cid, str) or not CID_RE.fullmatch(cid)):
+        raise ProtocolError("bad_field", "The field \"payload.cid\" must be 1 to 64 of A-Z a-z 0-9 _ . : -.")
+    try:
+        return Msg(text=check_text(_field(payload, "text", str), max_text), cid=cid)
+    except ProtocolError as exc:
+        exc.cid = cid
+        raise
 
 
 def _parse_join(payload: dict[str, Any]) -> Join:
@@ -179,8 +200,16 @@ def now() -> float:
     return round(time.time(), 3)
 
 
-def error(code: str, message: str) -> str:
-    return encode({"type": "error", "code": code, "message": message})
+def error(code: str, message: str, cid: Optional[str] = None) -> str:
+    """An ``error``; one that refuses a ``msg`` sent with a ``cid`` carries it back."""
+    if cid is None:
+        return encode({"type": "error", "code": code, "message": message})
+    return encode({"type": "error", "code": code, "message": message, "cid": cid})
+
+
+def typing(user: str, room: str) -> str:
+    """``user`` is typing in ``room`` (relayed to the others there, never stored)."""
+    return encode({"type": "typing", "payload": {"user": user, "room": room, "ts": now()}})
 
 
 def pong() -> str:
@@ -198,10 +227,10 @@ def msg_frame(payload: dict[str, Any]) -> str:
 
 
 def welcome(user: str, room: str, users: list[str], online: int, last_id: int,
-            gap: Optional[dict[str, int]], token: Optional[str]) -> str:
+            gap: Optional[dict[str, int]], token: Optional[str], max_text: int = 0) -> str:
     """The join confirmation (docs/protocol.md, ``welcome``)."""
     payload: dict[str, Any] = {"user": user, "room": room, "ts": now(), "users": users, "online": online,
-                               "last_id": last_id, "gap": gap}
+                               "last_id": last_id, "gap": gap, "max_text": max_text}
     if token is not None:
         payload["token"] = token
     return encode({"type": "welcome", "payload": payload})

@@ -45,6 +45,10 @@ class Keys:
     def stream(self, room: str) -> str:
         return f"{self.prefix}h:{room}"
 
+    def sent(self, room: str, author: str, cid: str) -> str:
+        """Remembers, for ``CID_WINDOW`` seconds, the id of the message sent with ``cid``."""
+        return f"{self.prefix}s:{room}:{author}:{cid}"
+
 
 def connect(url: str, timeout: float = COMMAND_TIMEOUT) -> Any:
     """A client for ``url`` whose commands fail after ``timeout`` seconds and are
@@ -70,7 +74,8 @@ def where(url: str) -> str:
 
 
 def message(room: str, entry_id: str, fields: dict[str, str]) -> Message:
-    return Message(room, int(entry_id.split("-", 1)[0]), fields["u"], fields["t"], float(fields["ts"]))
+    return Message(room, int(entry_id.split("-", 1)[0]), fields["u"], fields["t"], float(fields["ts"]),
+                   fields.get("c"), fields.get("a", ""))
 
 
 def claim(key: str, raw: str) -> Claim:

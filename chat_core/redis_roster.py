@@ -194,6 +194,11 @@ class RedisRoster:
     def _head(self) -> list[Any]:
         return [self.keys.prefix, self.keys.events]
 
+    async def typing(self, room: str, name: str, conn: str) -> None:
+        """Tell every process that ``conn`` is typing in ``room`` (published, not kept)."""
+        event = {"p": "typing", "room": room, "name": name, "conn": conn}
+        await self.redis.publish(self.keys.events, json.dumps(event))
+
     async def claim(self, room: str, key: str, name: str, conn: str, force: bool) -> tuple[Claimed, str]:
         """Take ``key`` in ``room`` for connection ``conn``; with TAKEN, the holder's connection."""
         args = [*self._head(), room, key, name, conn, self.process, int(force), self.ttl]

@@ -31,15 +31,17 @@ from typing import Any, Optional
 from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, ResponseError
 
 from .redis_history import COMMAND_TIMEOUT, RedisHistory, where
+from .rules import CID_WINDOW
 from .store import Message
-from .writer import Deliver, Draft
+from .writer import Deliver, Draft, Sent, sent_back
 
 log = logging.getLogger("chat_core.redis")
 
 COMMIT = """
--- KEYS[1]: room -> newest id (hash); KEYS[2]: room -> newest time (hash); KEYS[3..]: each message's stream
+-- KEYS[1]: room -> newest id (hash); KEYS[2]: room -> newest time (hash); then, for each message,
+-- its room's stream and the key remembering its cid (chat_core.resend)
 -- ARGV[1]: channel; ARGV[2]: messages kept per room (0: all); ARGV[3]: deadline, ms of Redis time (0: none);
--- then room, user, text, time for each message
+-- ARGV[4]: seconds a cid is remembered; then room, user, text, time, cid ('' for none), author for each message
 local deadline = tonumber(ARGV[3])
 if deadline > 0 then
   local now = redis.call('TIME')
@@ -47,21 +49,37 @@ if deadline > 0 then
     return redis.error_reply('EXPIRED the batch reached Redis after its deadline: nothing was written')
   end
 end
-local keep = tonumber(ARGV[2])
+local keep, window = tonumber(ARGV[2]), tonumber(ARGV[4])
 local ids, out = {}, {}
-for i = 0, #KEYS - 3 do
-  local room, user, text, ts = ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i], ARGV[7 + 4 * i]
-  local id = redis.call('HINCRBY', KEYS[1], room, 1)
-  redis.call('HSET', KEYS[2], room, ts)
-  if keep > 0 then
-    redis.call('XADD', KEYS[3 + i], 'MAXLEN', keep, id .. '-0', 'u', user, 't', text, 'ts', ts)
+for i = 0, (#KEYS - 2) / 2 - 1 do
+  local room, user, text, ts = ARGV[5 + 6 * i], ARGV[6 + 6 * i], ARGV[7 + 6 * i], ARGV[8 + 6 * i]
+  local cid, author = ARGV[9 + 6 * i], ARGV[10 + 6 * i]
+  local stream, sent = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
+  local before = false
+  if cid ~= '' then before = redis.call('GET', sent) end
+  if before then
+    ids[#ids + 1] = -tonumber(before)  -- sent already: not stored again
   else
-    redis.call('XADD', KEYS[3 + i], id .. '-0', 'u', user, 't', text, 'ts', ts)
+    local id = redis.call('HINCRBY', KEYS[1], room, 1)
+    redis.call('HSET', KEYS[2], room, ts)
+    local fields = {'u', user, 't', text, 'ts', ts}
+    if cid ~= '' then
+      fields[#fields + 1] = 'c'
+      fields[#fields + 1] = cid
+      fields[#fields + 1] = 'a'
+      fields[#fields + 1] = author
+      redis.call('SET', sent, id, 'EX', window)
+    end
+    if keep > 0 then
+      redis.call('XADD', stream, 'MAXLEN', keep, id .. '-0', unpack(fields))
+    else
+      redis.call('XADD', stream, id .. '-0', unpack(fields))
+    end
+    ids[#ids + 1] = id
+    out[#out + 1] = {room, id, user, text, ts, cid}
   end
-  ids[#ids + 1] = id
-  out[#out + 1] = {room, id, user, text, ts}
 end
-redis.call('PUBLISH', ARGV[1], cjson.encode(out))
+if #out > 0 then redis.call('PUBLISH', ARGV[1], cjson.encode(out)) end
 return ids
 """
 
@@ -149,21 +167,24 @@ class RedisSequencer:
 
     # --- committing ------------------------------------------------------------
 
-    async def commit(self, drafts: Sequence[Draft]) -> list[Message]:
+    async def commit(self, drafts: Sequence[Draft]) -> list[Sent]:
         if not self.synced or self.link is not Link.UP:  # (until caught up, ids Redis lost may still be raised)
             raise RedisConnectionError("not subscribed to Redis (reconnecting)")
-        keys = [self.keys.last_ids, self.keys.times] + [self.keys.stream(d.room) for d in drafts]
+        keys = [self.keys.last_ids, self.keys.times]
         deadline = int(time.time() * 1000 + self._offset_ms + DEADLINE * 1000)
-        args: list[Any] = [self.keys.events, self.history.keep, deadline]
+        args: list[Any] = [self.keys.events, self.history.keep, deadline, int(CID_WINDOW)]
         for d in drafts:
-            args += [d.room, d.user, d.text, repr(d.ts)]
+            keys += [self.keys.stream(d.room), self.keys.sent(d.room, d.author, d.cid or "")]
+            args += [d.room, d.user, d.text, repr(d.ts), d.cid or "", d.author]
         try:
             ids = await self._commit(keys=keys, args=args)
         except ResponseError as exc:
             if str(exc).startswith("EXPIRED"):  # (or this machine's clock moved: measure it again)
                 await self._sync_clock()
             raise
-        return [Message(d.room, int(i), d.user, d.text, d.ts) for d, i in zip(drafts, ids, strict=True)]
+        fresh = [d.message(int(i)) for d, i in zip(drafts, ids, strict=True) if int(i) > 0]
+        known = {n: -int(i) for n, i in enumerate(ids) if int(i) < 0}
+        return await sent_back(self.history, drafts, fresh, known)
 
     async def writable(self) -> bool:
         return self.synced and self.link is Link.UP and bool(await self.redis.ping())
@@ -257,14 +278,14 @@ class RedisSequencer:
         """A published batch: each message delivered once, after any this process missed."""
         out: list[Message] = []
         try:
-            for room, msg_id, user, text, ts in batch:
+            for room, msg_id, user, text, ts, cid in batch:
                 msg_id = int(msg_id)
                 last = self.delivered.get(room, 0)
                 if msg_id <= last:
                     continue  # already delivered (caught up from the stream)
                 if msg_id > last + 1 and self._wanted(room):
                     out += await self.history.between(room, last, msg_id - 1)
-                out.append(Message(room, msg_id, user, text, float(ts)))
+                out.append(Message(room, msg_id, user, text, float(ts), cid or None))
                 self.delivered[room] = msg_id
         finally:  # what was counted as delivered is delivered, even if a read for a gap failed
             if out:

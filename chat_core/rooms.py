@@ -24,7 +24,7 @@ from .store import Message, Store
 class Member:
     """One connection as the hub sees it."""
 
-    __slots__ = ("outbox", "name", "key", "room", "token", "conn")
+    __slots__ = ("outbox", "name", "key", "room", "token", "author", "conn")
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
@@ -32,6 +32,7 @@ class Member:
         self.key: Optional[str] = None  # chat_core.names.name_key: one key for look-alike names
         self.room: Optional[Room] = None
         self.token: Optional[str] = None  # the resume token this connection holds its name with
+        self.author = ""  # identity.author_of(token): whose messages these are
         self.conn = ""  # this connection in the shared rosters (Redis engine), once it took a name there
 
     def send(self, frame: str) -> bool:

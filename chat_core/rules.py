@@ -18,6 +18,9 @@ ROOM_RE = re.compile(RULES["room"]["pattern"])
 DEFAULT_ROOM: str = RULES["room"]["default"]
 MAX_NAME: int = RULES["name"]["max_length"]
 MAX_TEXT: int = RULES["text"]["max_length"]
+CID_RE = re.compile(RULES["cid"]["pattern"])
+CID_WINDOW: float = float(RULES["cid"]["window"])  # seconds a msg's cid is remembered
+TYPING_EVERY: float = float(RULES["typing"]["every"])  # seconds between two typing relays of a connection
 
 
 def forbidden_in_names() -> list[tuple[int, int]]:

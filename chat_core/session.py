@@ -10,14 +10,16 @@ accepted goes to the hub; what is refused goes back as an ``error`` frame.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Optional
 
 from . import protocol
 from .hub import Hub, Member
 from .limits import AddressCounter, Flood, KeyedBuckets, TokenBucket
-from .protocol import CloseCode, Join, Msg, Ping, ProtocolError
+from .protocol import CloseCode, Join, Msg, Ping, ProtocolError, Typing
 from .refusal import Refusal
+from .rules import TYPING_EVERY
 from .settings import Settings
 
 log = logging.getLogger("chat_core.session")
@@ -26,7 +28,7 @@ log = logging.getLogger("chat_core.session")
 class Session:
     """Per-connection state at the edge: the hub member, its limits, its login, its address."""
 
-    __slots__ = ("member", "messages", "joins", "frames", "flood", "login", "address")
+    __slots__ = ("member", "messages", "joins", "frames", "flood", "login", "address", "typed")
 
     def __init__(self, member: Member, s: Settings, login: Optional[str], address: str) -> None:
         self.member = member
@@ -36,6 +38,7 @@ class Session:
         self.flood = Flood(s.rate, s.flood_limit)
         self.login = login
         self.address = address
+        self.typed = -TYPING_EVERY  # loop time of the last typing relayed
 
 
 class AddressLimits:
@@ -89,26 +92,31 @@ class FrameHandler:
         for going too fast counts towards the flood close, whatever the frame's type."""
         hub = self.hub
         member = session.member
+        cid = None
         try:
             if not session.frames.take():
                 self._too_fast(session, "Too many frames; slow down.")
                 return
             frame = protocol.parse(text, self.settings.max_text)
             if isinstance(frame, Msg):
-                limits = self.limits
+                limits, cid = self.limits, frame.cid
                 hub.check_post(member)
                 if not (session.messages.take() and await limits.message(session.address, member.key or "")):
-                    self._too_fast(session, "Slow down: that message was not sent.")
+                    self._too_fast(session, "Slow down: that message was not sent.", cid)
                     return
-                hub.post(member, frame.text)
+                hub.post(member, frame.text, cid)
             elif isinstance(frame, Join):
                 if session.login is not None:
                     frame = Join(session.login, frame.room, frame.since, frame.token)
                 await self._join(session, frame)
+            elif isinstance(frame, Typing):
+                self._typing(session)
             elif isinstance(frame, Ping):
                 member.send(protocol.pong())
-        except (ProtocolError, Refusal) as exc:
-            member.send(protocol.error(exc.code, exc.message))
+        except ProtocolError as exc:
+            member.send(protocol.error(exc.code, exc.message, exc.cid))
+        except Refusal as exc:
+            member.send(protocol.error(exc.code, exc.message, cid))
         except hub.writer.sequencer.expected as exc:  # the store is away (Redis down): reading history failed
             log.info("join refused, history unreadable: %s: %s", type(exc).__name__, exc)
             member.send(protocol.error("store_unavailable", "The chat history cannot be read right now; try again."))
@@ -127,9 +135,20 @@ class FrameHandler:
             return
         await hub.join(member, frame, trusted=session.login is not None)
 
-    def _too_fast(self, session: Session, message: str) -> None:
+    def _typing(self, session: Session) -> None:
+        """Relay at most one typing per connection every TYPING_EVERY seconds; the rest
+        are dropped without a word (a hint, not a message)."""
+        member = session.member
+        if member.room is None or member.name is None:
+            raise Refusal("not_joined", "Join a room (send a \"join\" frame) before typing.")
+        now = asyncio.get_running_loop().time()
+        if now - session.typed >= TYPING_EVERY:
+            session.typed = now
+            self.hub.typing(member)
+
+    def _too_fast(self, session: Session, message: str, cid: Optional[str] = None) -> None:
         """Refuse one frame as ``rate_limited``; persistent flooding closes the connection (1008)."""
         if session.flood.strike():
             session.member.outbox.close(CloseCode.POLICY, "flooding")
         else:
-            session.member.send(protocol.error("rate_limited", message))
+            session.member.send(protocol.error("rate_limited", message, cid))

@@ -15,6 +15,7 @@ import itertools
 import logging
 from typing import Any, Optional
 
+from . import protocol
 from .identity import Claims, bad_token, name_taken
 from .presence import Presence
 from .protocol import CloseCode
@@ -132,9 +133,27 @@ class SharedPresence(Presence):
 
     # --- what other processes (and this one) did ----------------------------------
 
+    def typing(self, room: Room, member: Member) -> bool:
+        """Told here at once, and to the other processes through the channel."""
+        if not super().typing(room, member):
+            return False
+        task = asyncio.get_running_loop().create_task(self._publish_typing(room.name, member))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def _publish_typing(self, room: str, member: Member) -> None:
+        try:
+            await self.roster.typing(room, member.name or "", member.conn)
+        except Exception as exc:  # a typing hint lost while Redis is away is no loss
+            log.debug("typing not published: %s", exc)
+
     def on_event(self, event: dict[str, Any]) -> None:
         """A roster change from the channel: mirror it, tell the room (once)."""
         conn = event.get("conn", "")
+        if event.get("p") == "typing":
+            self._typing(event, conn)
+            return
         if conn in self._taking:
             self._taking[conn].append(event)  # told after that joiner's welcome
             return
@@ -163,6 +182,12 @@ class SharedPresence(Presence):
             local.outbox.close(CloseCode.REPLACED, "replaced by a newer connection of the same user")
             self.leave(local)
         self.announce(room, "leave", name, size)
+
+    def _typing(self, event: dict[str, Any], conn: str) -> None:
+        room = self.registry.rooms.get(event.get("room", ""))
+        if room is None or not room.members or conn.startswith(self.roster.process + ":"):
+            return  # nobody here to tell, or told already (it was typed here)
+        self.fanout.broadcast(room, protocol.typing(event.get("name", ""), room.name))
 
     async def resync(self) -> None:
         """After a reconnect to Redis: the rooms open here afresh, and what this process

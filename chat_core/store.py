@@ -59,9 +59,14 @@ class Message:
     user: str
     text: str
     ts: float
+    cid: Optional[str] = None  # the sender's own id for it (chat_core.resend)
+    author: str = ""  # identity.author_of the sender's token; never sent to clients
 
     def payload(self) -> dict[str, Any]:
-        return {"user": self.user, "text": self.text, "ts": self.ts, "id": self.id, "room": self.room}
+        if self.cid is None:
+            return {"user": self.user, "text": self.text, "ts": self.ts, "id": self.id, "room": self.room}
+        return {"user": self.user, "text": self.text, "ts": self.ts, "id": self.id, "room": self.room,
+                "cid": self.cid}
 
 
 class Store:
@@ -109,6 +114,11 @@ class Store:
     async def count(self) -> int:
         raise NotImplementedError
 
+    async def recent_sends(self, since_ts: float) -> list[Message]:
+        """The messages sent with a ``cid`` after ``since_ts``, oldest first (what a
+        restarted server must still recognise as sent: :mod:`chat_core.resend`)."""
+        return []
+
 
 class MemoryStore(Store):
     """History in this process only: gone when it stops."""
@@ -140,6 +150,10 @@ class MemoryStore(Store):
 
     async def count(self) -> int:
         return sum(len(q) for q in self._rooms.values())
+
+    async def recent_sends(self, since_ts: float) -> list[Message]:
+        found = [m for q in self._rooms.values() for m in q if m.cid is not None and m.ts > since_ts]
+        return sorted(found, key=lambda m: m.ts)
 
 
 SCHEMA = """
@@ -191,7 +205,8 @@ class SQLiteStore(Store):
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=" + ("FULL" if self.durable else "NORMAL"))
             db.executescript(SCHEMA)
-            db.execute("SELECT room, id, user, text, ts FROM messages LIMIT 1").fetchall()
+            migrate(db)
+            db.execute(f"SELECT {COLUMNS} FROM messages LIMIT 1").fetchall()
         except sqlite3.Error as exc:
             if self._lock is not None:
                 self._lock.close()
@@ -214,9 +229,9 @@ class SQLiteStore(Store):
     def _append(self, messages: Sequence[Message]) -> None:
         db = self._db
         assert db is not None, "store is not open"
-        rows = [(m.room, m.id, m.user, m.text, m.ts) for m in messages]
+        rows = [(m.room, m.id, m.user, m.text, m.ts, m.cid, m.author or None) for m in messages]
         with transaction(db):
-            db.executemany("INSERT INTO messages (room, id, user, text, ts) VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany(f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
             if self.keep:
                 self._prune(db, messages)
 
@@ -268,13 +283,43 @@ class SQLiteStore(Store):
         assert self._db is not None
         order = "ASC" if first else "DESC"
         rows = self._db.execute(
-            f"SELECT room, id, user, text, ts FROM messages WHERE room = ? AND id > ? ORDER BY id {order} LIMIT ?",
+            f"SELECT {COLUMNS} FROM messages WHERE room = ? AND id > ? ORDER BY id {order} LIMIT ?",
             (room, since, limit),
         ).fetchall()
-        return [Message(*row) for row in (rows if first else reversed(rows))]
+        return [row_message(row) for row in (rows if first else reversed(rows))]
+
+    async def recent_sends(self, since_ts: float) -> list[Message]:
+        return await self._run(self._recent_sends, since_ts)
+
+    def _recent_sends(self, since_ts: float) -> list[Message]:
+        assert self._db is not None
+        rows = self._db.execute(
+            f"SELECT {COLUMNS} FROM messages WHERE cid IS NOT NULL AND ts > ? ORDER BY ts", (since_ts,)
+        ).fetchall()
+        return [row_message(row) for row in rows]
 
     async def count(self) -> int:
         return await self._run(lambda: self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])  # type: ignore[union-attr]
+
+
+COLUMNS = "room, id, user, text, ts, cid, author"
+
+# Columns added after the first release, for databases written by an older version.
+ADDED = {"cid": "TEXT", "author": "TEXT"}
+
+
+def migrate(db: sqlite3.Connection) -> None:
+    """Bring a database written by an older version up to :data:`SCHEMA` (only ever adds)."""
+    have = {row[1] for row in db.execute("PRAGMA table_info(messages)")}
+    for column, kind in ADDED.items():
+        if column not in have:
+            db.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
+    db.execute("CREATE INDEX IF NOT EXISTS messages_sent ON messages (ts) WHERE cid IS NOT NULL")
+
+
+def row_message(row: tuple[Any, ...]) -> Message:
+    room, msg_id, user, text, ts, cid, author = row
+    return Message(room, msg_id, user, text, ts, cid, author or "")
 
 
 @contextmanager

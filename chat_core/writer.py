@@ -22,11 +22,13 @@ import asyncio
 import enum
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import NamedTuple, Optional, Protocol
 
 from . import protocol
+from .resend import RecentSends
 from .rooms import Member
 from .store import Message, Store
 
@@ -55,6 +57,19 @@ class Draft:
     user: str
     text: str
     ts: float
+    cid: Optional[str] = None
+    author: str = ""
+
+    def message(self, msg_id: int) -> Message:
+        return Message(self.room, msg_id, self.user, self.text, self.ts, self.cid, self.author)
+
+
+class Sent(NamedTuple):
+    """What became of one draft: stored now, or ``again``: its ``cid`` was sent already
+    and ``message`` is the one stored then (given back to the sender alone)."""
+
+    message: Message
+    again: bool = False
 
 
 Deliver = Callable[[list[Message]], None]
@@ -71,9 +86,10 @@ class Sequencer(Protocol):
         """Learn where every room's ids stand; from now on hand every stored message to
         ``deliver``, each room's in id order, once (``wanted``: a room has members here)."""
 
-    async def commit(self, drafts: Sequence[Draft]) -> list[Message]:
+    async def commit(self, drafts: Sequence[Draft]) -> list[Sent]:
         """Give each draft the next id of its room and store the batch: all of it, or
-        (raising) none, with no id used up. Delivery follows, through ``deliver``."""
+        (raising) none, with no id used up; a draft whose ``cid`` its author sent
+        already is not stored again. Delivery of what is new follows, through ``deliver``."""
 
     async def close(self) -> None:
         """Stop delivering."""
@@ -93,11 +109,13 @@ class LocalSequencer:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.sends = RecentSends()
         self._last_ids: dict[str, int] = {}  # newest id given out per room
         self._deliver: Deliver = lambda messages: None
 
     async def start(self, deliver: Deliver, wanted: Callable[[str], bool]) -> None:
         self._last_ids = await self.store.last_ids()
+        self.sends.load(await self.store.recent_sends(time.time() - self.sends.window))
         self._deliver = deliver
 
     async def close(self) -> None:
@@ -106,21 +124,54 @@ class LocalSequencer:
     async def writable(self) -> bool:
         return False  # a disk that failed a write says whether it works again only at the next one
 
-    async def commit(self, drafts: Sequence[Draft]) -> list[Message]:
+    async def commit(self, drafts: Sequence[Draft]) -> list[Sent]:
         before: dict[str, int] = {}
-        messages = []
-        for d in drafts:
+        messages: list[Message] = []
+        known: dict[int, int] = {}  # draft index -> id of the message its cid was sent with
+        sends = self.sends
+        for i, d in enumerate(drafts):
+            if d.cid is not None:
+                sent = sends.find(d.room, d.author, d.cid)
+                if sent is not None:
+                    known[i] = sent
+                    continue
             last = self._last_ids.get(d.room, 0)
             before.setdefault(d.room, last)
             self._last_ids[d.room] = last + 1
-            messages.append(Message(d.room, last + 1, d.user, d.text, d.ts))
+            m = d.message(last + 1)
+            messages.append(m)
+            sends.add(m)  # (a second draft of the batch with this cid is a resend too)
         try:
-            await self.store.append(messages)
+            if messages:
+                await self.store.append(messages)
         except BaseException:
             self._last_ids.update(before)  # nobody saw these ids: give them out again
+            sends.forget(messages)
             raise
         self._deliver(messages)
-        return messages
+        return await sent_back(self.store, drafts, messages, known)
+
+
+async def sent_back(store: Store, drafts: Sequence[Draft], fresh: list[Message], known: dict[int, int]) -> list[Sent]:
+    """Each draft's outcome, in order: its new message, or the one stored with its ``cid``
+    before (read back from the store; if the store no longer has it, the draft under
+    the id it was stored with)."""
+    if not known:
+        return [Sent(m) for m in fresh]
+    new = iter(fresh)
+    batch = {(m.room, m.id): m for m in fresh}
+    out = []
+    for i, d in enumerate(drafts):
+        if i not in known:
+            out.append(Sent(next(new)))
+            continue
+        msg_id = known[i]
+        original = batch.get((d.room, msg_id))
+        if original is None:
+            found = await store.after(d.room, msg_id - 1, 1, first=True)
+            original = found[0] if found and found[0].id == msg_id else d.message(msg_id)
+        out.append(Sent(original, again=True))
+    return out
 
 
 class HistoryWriter:
@@ -198,15 +249,21 @@ class HistoryWriter:
 
     async def _commit(self, batch: list[Draft]) -> None:
         try:
-            messages = await self.sequencer.commit(batch)
+            sent = await self.sequencer.commit(batch)
         except Exception as exc:
             self.degrade(f"{len(batch)} message(s) could not be stored, so none were sent", exc)
-            err = protocol.error("store_unavailable", "The message could not be saved, so it was not sent. Try again.")
+            text = "The message could not be saved, so it was not sent. Try again."
+            err = protocol.error("store_unavailable", text)
             for draft in batch:
-                draft.member.send(err)
+                draft.member.send(err if draft.cid is None else protocol.error("store_unavailable", text, draft.cid))
             return
         self._recovered()
-        self.messages += len(messages)
+        fresh = len(sent)
+        for draft, (message, again) in zip(batch, sent, strict=True):
+            if again:  # sent before: the stored one goes back to its sender, nobody else
+                draft.member.send(protocol.msg_frame(message.payload()))
+                fresh -= 1
+        self.messages += fresh
         self.commits += 1
 
     async def _probe(self) -> bool:

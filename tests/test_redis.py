@@ -7,6 +7,7 @@ received, gives out no id twice, and chatting resumes by itself."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -92,6 +93,39 @@ def test_two_processes_deliver_the_same_messages_in_the_same_order(two) -> None:
         assert status == 200 and body["engine"] == "redis" and body["redis"] == "up" and body["behind"] == 0
 
 
+def test_typing_and_resends_are_one_across_processes(two) -> None:
+    """Typing on one process reaches the other; a resend (same cid) on the other
+    process, after moving there with the token, gets the original back."""
+    a_srv, b_srv = two
+
+    async def go() -> None:
+        alice, bob = await Client.open(a_srv.ws_url), await Client.open(b_srv.ws_url)
+        _, welcome = await alice.join("alice")
+        await bob.join("bob")
+        await alice.recv_notice("join", "bob")
+        await alice.send({"type": "typing"})
+        assert (await bob.recv_type("typing"))["payload"]["user"] == "alice"
+        await bob.send({"type": "typing"})
+        assert (await alice.recv_type("typing"))["payload"]["user"] == "bob"
+        await alice.send({"type": "msg", "payload": {"text": "once", "cid": "r1"}})
+        original = (await alice.recv_type("msg"))["payload"]
+        moved = await Client.open(b_srv.ws_url)
+        await moved.join("alice", since=original["id"], token=welcome["payload"]["token"])
+        await moved.send({"type": "msg", "payload": {"text": "once", "cid": "r1"}})
+        assert (await moved.recv_type("msg"))["payload"] == original
+        assert (await bob.recv_type("msg"))["payload"] == original
+        later = []
+        with contextlib.suppress(asyncio.TimeoutError):
+            while True:
+                later.append(await bob.recv(1.0))
+        assert not [f for f in later if f["type"] == "msg"], "bob saw the resend"
+        for c in (alice, bob, moved):
+            await c.close()
+
+    run(go())
+    assert [m["text"] for m in history(a_srv)] == ["once"]
+
+
 def test_a_client_moving_to_the_other_process_gets_exactly_what_it_missed(two) -> None:
     a_srv, b_srv = two
 
@@ -121,46 +155,54 @@ def test_a_client_moving_to_the_other_process_gets_exactly_what_it_missed(two) -
 
 
 def chat_through(server: RedisServer, a_srv: ServerProcess, b_srv: ServerProcess, outage) -> None:
-    """Clients on both processes send steadily while ``outage`` happens to Redis;
-    then every message anyone received is in the history exactly once, ids never
-    repeat, each refused send was told so, and chatting resumes."""
+    """Clients on both processes send steadily, each message with a ``cid``, while
+    ``outage`` happens to Redis, and send again what was refused (as the widget does);
+    then every message is in the history exactly once, whatever anyone received is in
+    it, ids never repeat, and chatting resumes."""
 
     async def go() -> None:
-        alice, bob = await Client.open(a_srv.ws_url), await Client.open(b_srv.ws_url)
-        await alice.join("alice")
-        await bob.join("bob")
+        clients = {"alice": await Client.open(a_srv.ws_url), "bob": await Client.open(b_srv.ws_url)}
+        for name, client in clients.items():
+            await client.join(name)
         received: dict[str, list[dict]] = {"alice": [], "bob": []}
-        refused = {"alice": 0, "bob": 0}
+        refused: dict[str, set[str]] = {"alice": set(), "bob": set()}  # cids told "not stored"
+        confirmed: set[str] = set()  # cids whose message came back to its sender
 
         async def read(name: str, client: Client) -> None:
             while True:
                 frame = await client.recv(30)
                 if frame["type"] == "msg":
                     received[name].append(frame["payload"])
+                    if frame["payload"].get("cid", "").startswith(name):
+                        confirmed.add(frame["payload"]["cid"])
                 elif frame["type"] == "error":
                     assert frame["code"] == "store_unavailable", frame
-                    refused[name] += 1
+                    refused[name].add(frame["cid"])
 
-        readers = [asyncio.ensure_future(read("alice", alice)), asyncio.ensure_future(read("bob", bob))]
+        async def say(name: str, cid: str) -> None:
+            await clients[name].send({"type": "msg", "payload": {"text": f"text of {cid}", "cid": cid}})
+
+        readers = [asyncio.ensure_future(read(name, c)) for name, c in clients.items()]
         stop = time.monotonic() + 9
-        sent = 0
+        cids: list[str] = []
         outage_task = asyncio.get_running_loop().run_in_executor(None, outage)
         while time.monotonic() < stop:
-            await alice.say(f"from a {sent}")
-            await bob.say(f"from b {sent}")
-            sent += 1
+            for name in clients:
+                cids.append(f"{name}-{len(cids)}")
+                await say(name, cids[-1])
             await asyncio.sleep(0.1)
         await outage_task
-        # Chatting resumes by itself: a message after the outage reaches both sides.
+        # Chatting resumes by itself, and what was refused is sent again until it is stored.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            before = len(received["bob"])
-            await alice.say("after the outage")
-            await asyncio.sleep(0.5)
-            if any(m["text"] == "after the outage" for m in received["bob"][before:]):
+            missing = [cid for cid in cids if cid not in confirmed]
+            if not missing:
                 break
+            for cid in missing:
+                await say(cid.split("-")[0], cid)
+            await asyncio.sleep(0.5)
         else:
-            raise AssertionError("chatting did not resume after the outage")
+            raise AssertionError(f"not stored after the outage: {missing}")
         await asyncio.sleep(0.5)
         for task in readers:
             task.cancel()
@@ -173,11 +215,10 @@ def chat_through(server: RedisServer, a_srv: ServerProcess, b_srv: ServerProcess
         by_id = {m["id"]: m["text"] for m in stored}
         for m in received["alice"]:
             assert by_id.get(m["id"]) == m["text"], f"{m} was received but is not in the history"
-        texts = [m["text"] for m in stored if m["text"] != "after the outage"]
-        assert len(texts) == len(set(texts)), "a message was stored twice"
-        assert len(texts) + refused["alice"] + refused["bob"] == 2 * sent, "a send was neither stored nor refused"
-        await alice.close()
-        await bob.close()
+        assert sorted(m["cid"] for m in stored) == sorted(cids), "a message was lost or stored twice"
+        assert refused["alice"] or refused["bob"], "the outage refused nothing: it tested nothing"
+        for client in clients.values():
+            await client.close()
 
     run(go())
     for srv in (a_srv, b_srv):
