@@ -263,14 +263,21 @@ def test_restart_reconnects_and_replays_what_was_missed_once(tmp_path: Path, peo
         for page in (alice, bob):
             expect_state(page, "reconnecting")
             expect(page.get_by_test_id("chat-status")).to_contain_text("Reconnecting")
-            expect(page.get_by_test_id("chat-input")).to_be_disabled()
+            expect(page.get_by_test_id("chat-input")).to_be_enabled()  # people can still write
+        say(alice, "sent while the server was stopped")  # waits, shown as pending
+        waiting = alice.locator(f"{MESSAGES} li.chat-pending", has_text="sent while the server was stopped")
+        expect(waiting).to_have_attribute("data-state", "waiting")
+        expect(waiting.get_by_test_id("chat-pending-state")).to_contain_text("waits for the connection")
         people.shot(alice, "reconnecting")
-        alice.wait_for_timeout(1500)  # nobody sends anything meanwhile
+        alice.wait_for_timeout(1500)
 
         srv.start(timeout=120)
         for page in (alice, bob):
             expect_state(page, "connected", timeout=40_000)
         expect(alice.locator(f"{MESSAGES} li.chat-system", has_text="Reconnected")).to_have_count(1)
+        for page in (alice, bob):  # sent after the reconnect, there exactly once
+            expect_message(page, "sent while the server was stopped")
+        expect(waiting).to_have_count(0)
         say(alice, "after the restart, from alice")
         expect_message(bob, "after the restart, from alice")
         say(bob, "after the restart, from bob")
@@ -283,13 +290,19 @@ def test_restart_reconnects_and_replays_what_was_missed_once(tmp_path: Path, peo
         for text in missed:
             say(alice, text)
         expect_message(alice, missed[-1])
-        bob.wait_for_timeout(1000)
+        say(bob, "written offline, then the page was reloaded")
+        kept = bob.evaluate("() => localStorage.getItem('chat:outgoing')")
+        assert kept and "then the page was reloaded" in kept  # kept across a reload (the page is behind the cut)
         relay.restore()
+        bob.reload()  # at once: the old page had no time to send it; the new one sends it from storage
         expect_state(bob, "connected", timeout=40_000)
         expect_message(bob, missed[-1])
         for text in missed:
             expect_message(bob, text, count=1)
+        for page in (alice, bob):
+            expect_message(page, "written offline, then the page was reloaded", count=1)
         bob.wait_for_timeout(500)  # nothing more trickles in
+        expect(bob.locator(f"{MESSAGES} li.chat-pending")).to_have_count(0)
         assert messages(bob) == messages(alice)
         ids = [m[0] for m in messages(bob)]
         assert ids == sorted(ids) and len(set(ids)) == len(ids)
@@ -388,20 +401,67 @@ def test_dark_mode_keeps_text_readable(app_server: ServerProcess, people: People
 
 
 def test_phone_width_is_usable(app_server: ServerProcess, people: People) -> None:
-    phone = people.open(app_server.url, width=390, height=844)
-    join(phone, "phone", "phone")
-    say(phone, "typed on a phone, with a rather long line that has to wrap nicely inside the bubble")
-    expect_message(phone, "typed on a phone")
-    overflow = phone.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
-    assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
-    for testid in ("chat-name", "chat-room", "chat-join", "chat-input", "chat-send", "chat-messages", "chat-users"):
-        box = phone.get_by_test_id(testid).bounding_box()
-        assert box and box["x"] >= 0 and box["x"] + box["width"] <= 390 + 1, f"{testid} is off screen: {box}"
-    people.shot(phone, "phone")
-    plain = people.open(app_server.url + "/chat", width=390, height=844)
-    join(plain, "phone2", "phone")
-    assert plain.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth") <= 0
-    people.shot(plain, "phone-plain")
+    """At 375 px, on the Gradio page and on /chat: nothing off screen, the composer on the
+    first screen, the online list below the messages (not pushing them down)."""
+    for url, name in ((app_server.url, "phone"), (app_server.url + "/chat", "phone2")):
+        phone = people.open(url, width=375, height=667)
+        join(phone, name, name)
+        say(phone, "typed on a phone, with a rather long line that has to wrap nicely inside the bubble")
+        expect_message(phone, "typed on a phone")
+        overflow = phone.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"the page scrolls sideways by {overflow}px"
+        for testid in ("chat-name", "chat-room", "chat-join", "chat-input", "chat-send", "chat-messages", "chat-users"):
+            box = phone.get_by_test_id(testid).bounding_box()
+            assert box and box["x"] >= 0 and box["x"] + box["width"] <= 375 + 1, f"{testid} is off screen: {box}"
+        phone.evaluate("window.scrollTo(0, 0)")
+        for testid in ("chat-input", "chat-send"):
+            box = phone.get_by_test_id(testid).bounding_box()
+            assert box and box["y"] + box["height"] <= 667, f"{testid} is below the first screen: {box}"
+        log, people_list = (phone.get_by_test_id(t).bounding_box() for t in ("chat-messages", "chat-users"))
+        assert log and people_list and people_list["y"] > log["y"], "the online list pushes the messages down"
+        people.shot(phone, name, full_page=False)
+
+
+def test_typing_is_shown_to_the_other_page_and_cleared(app_server: ServerProcess, people: People) -> None:
+    room = "typing"
+    alice = people.open(app_server.url)
+    join(alice, "alice", room)
+    bob = people.open(app_server.url + "/chat")
+    join(bob, "bob", room)
+    expect_users(alice, ["alice", "bob"])
+    line = bob.get_by_test_id("chat-typing")
+    alice.get_by_test_id("chat-input").press_sequentially("I am writing", delay=30)
+    expect(line).to_have_text("alice is typing…")
+    expect(alice.get_by_test_id("chat-typing")).to_have_text("")  # not to oneself
+    people.shot(bob, "typing")
+    alice.get_by_test_id("chat-input").press("Enter")
+    expect_message(bob, "I am writing")
+    expect(line).to_have_text("")  # their message came: cleared at once
+    alice.wait_for_timeout(2100)  # (one typing relay per 2 s: the server would drop one sooner)
+    alice.get_by_test_id("chat-input").press_sequentially("more", delay=30)
+    expect(line).to_have_text("alice is typing…")
+    expect(line).to_have_text("", timeout=10_000)  # and by itself, a few seconds after the last keystroke
+
+
+def test_near_the_limit_the_composer_counts_what_is_left(app_server: ServerProcess, people: People) -> None:
+    page = people.open(app_server.url + "/chat")
+    join(page, "counter", "counting")
+    box, count, send = (page.get_by_test_id(t) for t in ("chat-input", "chat-count", "chat-send"))
+    box.fill("short")
+    expect(count).to_be_hidden()
+    box.fill("x" * 1990)
+    expect(count).to_have_text("10 characters left")
+    box.fill("é" * 2001)  # characters, as the server counts them
+    expect(count).to_have_text("1 character too many: shorten it to send")
+    expect(send).to_be_disabled()
+    box.press("Enter")
+    expect(box).to_have_value("é" * 2001)  # not sent, not lost
+    people.shot(page, "over-the-limit", full_page=False)
+    box.press("Backspace")
+    expect(count).to_have_text("0 characters left")
+    expect(send).to_be_enabled()
+    box.press("Enter")
+    expect_message(page, "é" * 20)
 
 
 def test_enter_sends_shift_enter_breaks_and_unread_count_while_scrolled_up(
@@ -640,7 +700,8 @@ def test_two_gradio_processes_on_redis_are_one_chat(
     redis_url: str, redis_server: RedisServer, tmp_path: Path, people: People
 ) -> None:
     """Two `python gradio_app.py --redis-url …` on two ports, a tab on each: one chat. While
-    Redis is away the page says the chat is degraded and keeps the unsent text; after, it chats on."""
+    Redis is away the page says the chat is degraded and keeps the refused message beside its
+    error, to send again; after, it chats on, that message there once."""
     servers = [start_server(tmp_path, args=("--redis-url", redis_url), name=f"on-redis-{i}") for i in range(2)]
     try:
         room = "two-processes"
@@ -665,19 +726,25 @@ def test_two_gradio_processes_on_redis_are_one_chat(
             box.press("Enter")
             expect_state(alice, "degraded")
             expect(alice.get_by_test_id("chat-status")).to_contain_text("cannot save messages")
-            expect(box).to_have_value("Sent while Redis is away.")  # given back, not lost
+            refused = alice.locator(f"{MESSAGES} li.chat-pending", has_text="Sent while Redis is away.")
+            expect(refused).to_have_attribute("data-state", "failed")  # kept beside its error, not lost
+            expect(refused.get_by_test_id("chat-pending-state")).to_contain_text("could not be saved")
             people.shot(alice, "alice-while-redis-is-away")
         finally:
             redis_server.start()
         for _attempt in range(15):  # the person sends it again until it goes (the server reconnects by itself)
-            expect(box).to_have_value("Sent while Redis is away.")
-            box.press("Enter")
+            if not refused.count():
+                break
+            if refused.get_attribute("data-state") == "failed":
+                refused.get_by_test_id("chat-retry").click()
             try:
                 expect_message(bob, "Sent while Redis is away.", timeout=2_000)
                 break
             except AssertionError:
                 continue
         expect_message(bob, "Sent while Redis is away.")
+        expect_message(alice, "Sent while Redis is away.")
+        expect(refused).to_have_count(0)
         expect_state(alice, "connected")
         bob.context.close()
         expect_users(alice, ["alice"])

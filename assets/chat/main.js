@@ -24,6 +24,13 @@ function loadRules() {
   });
 }
 
+/** A message's client id (docs/protocol.md, msg.cid): random, of the form the server takes. */
+function newCid() {
+  const bytes = new Uint8Array(12);
+  crypto.getRandomValues(bytes);
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
 async function load() {
   const [raw, rules, state, connection, view, storage, widget] = await Promise.all([
     loadRules(),
@@ -43,6 +50,7 @@ async function load() {
       Connection: connection.Connection,
       createView: view.createView,
       createStorage: storage.createStorage,
+      newCid: () => newCid(),
     },
   };
 }

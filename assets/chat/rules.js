@@ -31,7 +31,7 @@ const NAME_PROBLEMS = {
 
 /**
  * The checks of one rules.json object: {checkName, checkRoom, isBlank, maxName, maxText,
- * defaultRoom}. checkName and checkRoom return null for a value that may be sent, else one
+ * cidWindowMs, typingEveryMs, typingShownMs, defaultRoom}. checkName and checkRoom return null for a value that may be sent, else one
  * sentence for the user.
  */
 export function compileRules(raw) {
@@ -44,6 +44,11 @@ export function compileRules(raw) {
   const roomRe = new RegExp(`^(?:${room.pattern})$`);
   const maxName = positiveInt(name.max_length, "name.max_length");
   const maxText = positiveInt(text.max_length, "text.max_length");
+  const cid = raw.cid || {};
+  const typing = raw.typing || {};
+  const cidWindowMs = positiveInt(cid.window, "cid.window") * 1000;
+  const typingEveryMs = positiveInt(typing.every, "typing.every") * 1000;
+  const typingShownMs = positiveInt(typing.shown_for, "typing.shown_for") * 1000;
   const forbidden = (Array.isArray(name.forbidden) ? name.forbidden : []).map((r) => {
     const lo = codePoint(r.from);
     const hi = codePoint(r.to === undefined ? r.from : r.to);
@@ -84,6 +89,9 @@ export function compileRules(raw) {
     isBlank,
     maxName,
     maxText,
+    cidWindowMs, // a resend within it is not stored twice (docs/protocol.md, msg)
+    typingEveryMs, // the server relays one typing per connection per this
+    typingShownMs, // how long "… is typing" stays without a new one
     defaultRoom: typeof room.default === "string" && roomRe.test(room.default) ? room.default : "lobby",
   };
 }

@@ -11,19 +11,27 @@
  *   {type: "join_failed"}             that join failed and the connection will try again
  *   {type: "refused", frame}          that join was refused for good (an error frame)
  *   {type: "closed"}                  the socket closed
- *   {type: "text_sent", text}         a message went out (given back if the server refuses it)
+ *   {type: "compose", text, cid, now} the person sent a message (it waits in `outgoing` until stored)
+ *   {type: "retry", cid} / {type: "discard", cid}   what to do with a refused one
+ *   {type: "tick", now}               time passed ("… is typing" runs out)
+ * Frames may carry `now` (ms) too.
  *
  * Effects are plain objects for the widget to carry out (see widget.js, apply()):
  *   clear, mark_own {me}, busy {on}, messages {items, countUnread}, gap {after, first},
  *   scroll_bottom, system {text, ts}, users {names, me, online, room}, remember {name?, room},
  *   welcome {user, room}, error {text}, clear_error, restore {user|null, room}, focus_name,
- *   join_again, give_back {text}, composer {enabled}, degraded {on} (the server cannot store messages).
+ *   join_again, composer {enabled}, degraded {on} (the server cannot store messages),
+ *   send_msg {cid, text}, outgoing {items} (the unsent ones shown), save_outgoing {list},
+ *   typing {names} (who is typing now), limits {maxText}.
  */
 
-/** Error codes after which a message was not sent: the text goes back into the box. */
-export const NOT_SENT = ["text_too_long", "empty_text", "store_unavailable", "rate_limited", "shutting_down"];
+// (with this file's own ?v=, as main.js loads every module: one version of each runs together)
+const out = await import(new URL("./outgoing.js" + new URL(import.meta.url).search, import.meta.url).href);
 
-export function initialState({ user = "", room = "lobby", fixedUser = false } = {}) {
+export const TYPING_SHOWN_MS = 6000; // the default of rules.typingShownMs
+
+export function initialState({ user = "", room = "lobby", fixedUser = false, outgoing = [],
+  cidWindowMs = out.CID_WINDOW_MS, typingShownMs = TYPING_SHOWN_MS } = {}) {
   return {
     wanted: { user, room }, // where the user wants to be
     fixedUser, // the name comes from the server
@@ -37,7 +45,10 @@ export function initialState({ user = "", room = "lobby", fixedUser = false } = 
     lastId: 0, // the newest message id seen in viewRoom
     users: new Map(), // lower-cased name -> name
     online: 0,
-    lastSent: null, // the last text sent
+    outgoing: out.clean(outgoing), // messages written and not yet seen stored (outgoing.js)
+    typing: new Map(), // lower-cased name -> {name, until}: who is typing in viewRoom
+    cidWindowMs,
+    typingShownMs,
   };
 }
 
@@ -84,6 +95,40 @@ function addMessages(s, payloads, countUnread, fx) {
   }
   s.ids = ids;
   if (items.length) fx.push({ type: "messages", items, countUnread });
+  confirmSent(s, payloads, fx);
+}
+
+/** Our messages that came back stored leave `outgoing`; their writers stop typing. */
+function confirmSent(s, payloads, fx) {
+  let list = s.outgoing;
+  let typing = s.typing;
+  for (const p of payloads) {
+    if (typeof p.cid === "string" && p.user === s.me) list = out.remove(list, p.cid);
+    const key = typeof p.user === "string" ? p.user.toLowerCase() : "";
+    if (typing.has(key)) {
+      if (typing === s.typing) typing = new Map(typing);
+      typing.delete(key);
+    }
+  }
+  if (typing !== s.typing) setTyping(s, typing, fx);
+  if (list !== s.outgoing) setOutgoing(s, list, fx);
+}
+
+function setOutgoing(s, list, fx) {
+  s.outgoing = list;
+  fx.push({ type: "outgoing", items: out.shown(list, s.me, s.viewRoom) });
+  fx.push({ type: "save_outgoing", list });
+}
+
+function setTyping(s, typing, fx) {
+  s.typing = typing;
+  fx.push({ type: "typing", names: Array.from(typing.values()).map((t) => t.name).sort(byName) });
+}
+
+function sendDue(s, now, fx) {
+  const { list, send } = out.due(s.outgoing, s.me, s.viewRoom, now, s.cidWindowMs);
+  for (const e of send) fx.push({ type: "send_msg", cid: e.cid, text: e.text });
+  if (list !== s.outgoing || s.outgoing.length) setOutgoing(s, list, fx);
 }
 
 function setUsers(s, names, online, fx) {
@@ -94,7 +139,7 @@ function setUsers(s, names, online, fx) {
   fx.push(usersEffect(s));
 }
 
-function onWelcome(s, p, fx) {
+function onWelcome(s, p, fx, now) {
   const history = s.pending || [];
   const sent = s.sent || {};
   const reconnect = s.everJoined && !s.joined && s.viewRoom === p.room;
@@ -109,6 +154,7 @@ function onWelcome(s, p, fx) {
     s.online = 0;
     fx.push({ type: "clear" });
   }
+  if (s.typing.size) setTyping(s, new Map(), fx);
   s.viewRoom = p.room;
   if (s.me !== p.user) {
     s.me = p.user;
@@ -131,6 +177,8 @@ function onWelcome(s, p, fx) {
   fx.push({ type: "welcome", user: p.user, room: p.room });
   fx.push({ type: "clear_error" });
   fx.push({ type: "composer", enabled: true });
+  if (typeof p.max_text === "number" && p.max_text > 0) fx.push({ type: "limits", maxText: p.max_text });
+  sendDue(s, now, fx); // what the replay did not bring back stored: again, same cid (never doubled)
 }
 
 function onNotice(s, kind, p, fx) {
@@ -146,6 +194,11 @@ function onNotice(s, kind, p, fx) {
     if (users.has(key) || s.online > users.size) s.online = Math.max(0, s.online - 1);
     users.delete(key);
     fx.push({ type: "system", text: user + " left", ts: p.ts });
+    if (s.typing.has(key)) {
+      const typing = new Map(s.typing);
+      typing.delete(key);
+      setTyping(s, typing, fx);
+    }
   }
   s.users = users;
   fx.push(usersEffect(s));
@@ -166,12 +219,20 @@ function onPresence(s, p, fx) {
 function onError(s, frame, fx) {
   const code = frame.code || "";
   if (code === "not_joined") {
-    fx.push({ type: "join_again" });
+    if (typeof frame.cid === "string") s.outgoing = out.set(s.outgoing, frame.cid, { state: "waiting" });
+    fx.push({ type: "join_again" }); // (sent again after its welcome)
     return;
   }
-  if (s.lastSent && NOT_SENT.indexOf(code) >= 0) fx.push({ type: "give_back", text: s.lastSent });
   if (code === "store_unavailable") fx.push({ type: "degraded", on: true }); // the server cannot store now
-  fx.push({ type: "error", text: errorText(frame) });
+  const entry = typeof frame.cid === "string" ? s.outgoing.find((e) => e.cid === frame.cid) : undefined;
+  if (!entry) {
+    fx.push({ type: "error", text: errorText(frame) });
+    return;
+  }
+  // A refused message: the error goes beside it (or it waits for the next connection).
+  const again = out.RESEND_ON_RECONNECT.indexOf(code) >= 0;
+  setOutgoing(s, out.set(s.outgoing, entry.cid, again ? { state: "waiting", error: "" } :
+    { state: "failed", error: errorText(frame) }), fx);
 }
 
 /** Our join was refused for good. */
@@ -187,7 +248,14 @@ function onRefused(s, frame, fx) {
   if (code === "bad_name" || code === "name_taken") fx.push({ type: "focus_name" });
 }
 
-function onFrame(s, frame, fx) {
+function onTyping(s, p, now) {
+  if (s.pending || p.room !== s.viewRoom || typeof p.user !== "string" || p.user === s.me) return null;
+  const typing = new Map(s.typing);
+  typing.set(p.user.toLowerCase(), { name: p.user, until: now + s.typingShownMs });
+  return typing;
+}
+
+function onFrame(s, frame, fx, now) {
   const p = payloadOf(frame);
   switch (frame.type) {
     case "msg":
@@ -197,8 +265,13 @@ function onFrame(s, frame, fx) {
       if (p.user === s.me) fx.push({ type: "clear_error" }, { type: "degraded", on: false });
       return;
     case "welcome":
-      onWelcome(s, p, fx);
+      onWelcome(s, p, fx, now);
       return;
+    case "typing": {
+      const typing = onTyping(s, p, now);
+      if (typing) setTyping(s, typing, fx);
+      return;
+    }
     case "join":
     case "leave":
       onNotice(s, frame.type, p, fx);
@@ -214,12 +287,30 @@ function onFrame(s, frame, fx) {
   }
 }
 
+/** The socket is gone: what was in flight waits for the next one; the box stays usable
+ * once a room was joined (what is written then waits as well). */
+function unsentAgain(s, fx) {
+  fx.push({ type: "composer", enabled: s.everJoined });
+  const list = out.unsent(s.outgoing);
+  if (list !== s.outgoing) setOutgoing(s, list, fx);
+  if (s.typing.size) setTyping(s, new Map(), fx);
+}
+
+function onCompose(s, event, fx) {
+  if (!s.everJoined || typeof event.text !== "string" || typeof event.cid !== "string") return;
+  const ready = s.joined && !s.pending;
+  const entry = { cid: event.cid, text: event.text, room: s.viewRoom, user: s.me, ts: event.now || 0,
+    state: ready ? "sending" : "waiting" };
+  setOutgoing(s, out.add(s.outgoing, entry), fx);
+  if (ready) fx.push({ type: "send_msg", cid: entry.cid, text: entry.text });
+}
+
 export function reduce(state, event) {
   const s = { ...state };
   const fx = [];
   switch (event && event.type) {
     case "frame":
-      if (event.frame && typeof event.frame === "object") onFrame(s, event.frame, fx);
+      if (event.frame && typeof event.frame === "object") onFrame(s, event.frame, fx, event.now || 0);
       break;
     case "want":
       s.wanted = {
@@ -234,7 +325,7 @@ export function reduce(state, event) {
     case "opening":
       s.joined = false;
       s.pending = null;
-      fx.push({ type: "composer", enabled: false });
+      unsentAgain(s, fx);
       break;
     case "join_sent":
       s.pending = [];
@@ -249,11 +340,28 @@ export function reduce(state, event) {
     case "closed":
       s.joined = false;
       s.pending = null;
-      fx.push({ type: "composer", enabled: false });
+      unsentAgain(s, fx);
       break;
-    case "text_sent":
-      s.lastSent = event.text;
+    case "compose":
+      onCompose(s, event, fx);
       break;
+    case "retry": {
+      const entry = s.outgoing.find((e) => e.cid === event.cid);
+      if (!entry) break;
+      const ready = s.joined && !s.pending;
+      setOutgoing(s, out.set(s.outgoing, entry.cid, { state: ready ? "sending" : "waiting", error: "" }), fx);
+      if (ready) fx.push({ type: "send_msg", cid: entry.cid, text: entry.text });
+      break;
+    }
+    case "discard":
+      setOutgoing(s, out.remove(s.outgoing, event.cid), fx);
+      break;
+    case "tick": {
+      const now = event.now || 0;
+      if (!Array.from(s.typing.values()).some((t) => t.until <= now)) break;
+      setTyping(s, new Map(Array.from(s.typing).filter(([, t]) => t.until > now)), fx);
+      break;
+    }
     default:
       return { state, effects: [] };
   }

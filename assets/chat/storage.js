@@ -3,6 +3,7 @@
  *   chat:name                 the last name joined with (not for server-given names)
  *   chat:room                 the last room
  *   chat:token:<lower name>   the resume token for that name
+ *   chat:outgoing             messages written and not yet seen stored (JSON, outgoing.js)
  * A resume token holds the name in every room (docs/protocol.md), so it is kept per
  * name, not per room. Without storage (private mode, quota, a sandbox) every call is a
  * no-op and the widget works without memory.
@@ -40,6 +41,11 @@ export function createStorage(backend) {
     setName: (name) => set("chat:name", name),
     room: () => get("chat:room"),
     setRoom: (room) => set("chat:room", room),
+    /** The unsent messages (anything unreadable is no list: outgoing.clean() checks each entry). */
+    outgoing() {
+      try { return JSON.parse(get("chat:outgoing") || "[]"); } catch (e) { return []; }
+    },
+    setOutgoing: (list) => set("chat:outgoing", list.length ? JSON.stringify(list) : null),
     /** The token store the connection uses: per name, case-insensitively. */
     tokens: {
       get: (user) => get(tokenKey(user)),

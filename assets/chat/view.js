@@ -77,10 +77,13 @@ export function createView(root) {
     composer: root.querySelector('[data-role="composer"]'),
     input: q("chat-input"),
     send: q("chat-send"),
+    typing: q("chat-typing"),
+    count: q("chat-count"),
   };
   const listeners = [];
   let enabled = false; // the composer: a room is joined
   let unread = 0;
+  let maxText = 0; // the longest text the server takes (0: not known)
 
   function on(target, type, fn, capture) {
     if (!target) return;
@@ -107,7 +110,26 @@ export function createView(root) {
 
   function updateSend() {
     el.input.disabled = !enabled;
-    el.send.disabled = !enabled || !el.input.value.trim();
+    const left = maxText ? maxText - Array.from(el.input.value).length : Infinity;
+    el.send.disabled = !enabled || !el.input.value.trim() || left < 0;
+    showCount(left);
+  }
+
+  /** Near the limit, how many characters are left (or how many too many). */
+  function showCount(left) {
+    const c = el.count;
+    if (!c) return;
+    const near = left <= Math.min(200, Math.ceil(maxText / 10));
+    c.hidden = !near;
+    if (!near) return;
+    c.toggleAttribute("data-over", left < 0);
+    c.textContent = left >= 0 ? `${left} character${left === 1 ? "" : "s"} left` :
+      `${-left} character${left === -1 ? "" : "s"} too many: shorten it to send`;
+  }
+
+  /** Where new lines go: before the messages still on their way out, which stay last. */
+  function firstPending() {
+    return el.list.querySelector("li.chat-pending");
   }
 
   function timeElement(ts) {
@@ -166,7 +188,37 @@ export function createView(root) {
         return;
       }
     }
-    el.list.appendChild(li);
+    el.list.insertBefore(li, firstPending());
+  }
+
+  const PENDING_TEXT = { waiting: "not sent yet: waits for the connection", sending: "sending…" };
+
+  function renderPending(item, me) {
+    const li = renderMessage({ id: 0, user: me || item.user, text: item.text, ts: item.ts / 1000, own: true });
+    li.removeAttribute("data-id");
+    li.classList.add("chat-pending");
+    li.setAttribute("data-cid", item.cid);
+    li.setAttribute("data-state", item.state);
+    const state = doc.createElement("span");
+    state.className = "chat-pending-state";
+    state.setAttribute("data-testid", "chat-pending-state");
+    state.textContent = item.state === "failed" ? "Not sent: " + (item.error || "refused") : PENDING_TEXT[item.state] || "";
+    li.querySelector(".chat-meta").appendChild(state);
+    if (item.state === "failed") {
+      const actions = doc.createElement("div");
+      actions.className = "chat-pending-actions";
+      for (const [action, label] of [["retry", "Send again"], ["discard", "Discard"]]) {
+        const b = doc.createElement("button");
+        b.type = "button";
+        b.className = "chat-btn";
+        b.setAttribute("data-action", action);
+        b.setAttribute("data-testid", "chat-" + action);
+        b.textContent = label;
+        actions.appendChild(b);
+      }
+      li.appendChild(actions);
+    }
+    return li;
   }
 
   function system(text, ts, before) {
@@ -177,8 +229,7 @@ export function createView(root) {
     span.textContent = text;
     li.appendChild(span);
     li.appendChild(timeElement(ts));
-    if (before) el.list.insertBefore(li, before);
-    else el.list.appendChild(li);
+    el.list.insertBefore(li, before || firstPending());
     if (stick) scrollToBottom();
     return li;
   }
@@ -197,7 +248,8 @@ export function createView(root) {
   return {
     el,
 
-    /** Wire the controls to the widget's handlers: join, pickRoom(room), roomsWanted, createRoom, send, wake. */
+    /** Wire the controls to the widget's handlers: join, pickRoom(room), roomsWanted, createRoom, send,
+     * typed, retry(cid), discard(cid), wake. */
     bind(h) {
       on(root, "submit", (e) => e.preventDefault(), true);
       on(el.joinForm, "submit", () => h.join());
@@ -215,7 +267,17 @@ export function createView(root) {
           h.send();
         }
       });
-      on(el.input, "input", updateSend);
+      on(el.input, "input", () => {
+        updateSend();
+        if (el.input.value.trim()) h.typed();
+      });
+      on(el.list, "click", (e) => {
+        const button = e.target && e.target.closest ? e.target.closest("li.chat-pending [data-action]") : null;
+        if (!button) return;
+        const cid = button.closest("li.chat-pending").getAttribute("data-cid");
+        if (button.getAttribute("data-action") === "retry") h.retry(cid);
+        else h.discard(cid);
+      });
       on(el.list, "scroll", () => { if (atBottom()) setUnread(0); });
       on(el.unread, "click", () => { scrollToBottom(); setUnread(0); });
       // Back online, or back to a tab the browser had put to sleep: do not sit out the backoff.
@@ -309,7 +371,7 @@ export function createView(root) {
       let mine = false;
       for (const item of items) {
         const li = renderMessage(item);
-        if (item.append) el.list.appendChild(li);
+        if (item.append) el.list.insertBefore(li, firstPending());
         else insertById(li, item.id);
         if (item.own) mine = true;
         else others += 1;
@@ -346,6 +408,21 @@ export function createView(root) {
     scrollToBottom() {
       scrollToBottom();
       setUnread(0);
+    },
+
+    /** The messages on their way out, shown after all the others, each with its state. */
+    renderOutgoing(items, me) {
+      const stick = atBottom();
+      for (const li of el.list.querySelectorAll("li.chat-pending")) li.remove();
+      for (const item of items) el.list.appendChild(renderPending(item, me));
+      if (stick && items.length) scrollToBottom();
+    },
+
+    showTyping(names) {
+      if (!el.typing) return;
+      el.typing.textContent = !names.length ? "" :
+        names.length === 1 ? `${names[0]} is typing…` :
+        names.length === 2 ? `${names[0]} and ${names[1]} are typing…` : "Several people are typing…";
     },
 
     // --- people
@@ -386,17 +463,17 @@ export function createView(root) {
       enabled = !!on;
       updateSend();
     },
+    setMaxText(n) {
+      maxText = n;
+      updateSend();
+    },
     inputValue: () => el.input.value,
+    /** The send button is off (over the limit): Enter must not send either. */
+    sendBlocked: () => el.send.disabled,
     clearInput() {
       el.input.value = "";
       updateSend();
     },
     focusInput() { el.input.focus(); },
-    /** A text the server did not take goes back into an empty box. */
-    giveBack(text) {
-      if (el.input.value) return;
-      el.input.value = text;
-      updateSend();
-    },
   };
 }

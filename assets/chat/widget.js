@@ -59,7 +59,7 @@ export function statusOf(state, info, now, degraded = false) {
     case "connected":
       if (degraded) {
         return ["degraded", `Connected as ${info.user} in #${info.room}, but the chat cannot save messages ` +
-          "right now (the server is degraded); messages wait in the box until you send them again."];
+          "right now (the server is degraded): a message it refused stays below, to send again."];
       }
       return ["connected", `Connected as ${info.user} in #${info.room}.`];
     case "reconnecting": {
@@ -100,7 +100,15 @@ export class Widget {
     this.roomsLoadedAt = 0;
     this.countdown = null;
 
-    this.state = lib.initialState({ room: this.store.room() || this.rules.defaultRoom });
+    this.newCid = lib.newCid;
+    this.lastTyping = 0;
+    this.typingTimer = null;
+    this.state = lib.initialState({
+      room: this.store.room() || this.rules.defaultRoom,
+      outgoing: this.store.outgoing(),
+      cidWindowMs: this.rules.cidWindowMs,
+      typingShownMs: this.rules.typingShownMs,
+    });
     const backoffMax = Number(options.backoffMax || root.getAttribute("data-backoff-max")) || undefined;
     this.conn = new lib.Connection({
       base: this.base,
@@ -118,8 +126,12 @@ export class Widget {
       roomsWanted: () => this.loadRooms(),
       createRoom: () => this.createRoom(),
       send: () => this.sendText(),
+      typed: () => this.typed(),
+      retry: (cid) => this.dispatch({ type: "retry", cid }),
+      discard: (cid) => this.dispatch({ type: "discard", cid }),
       wake: () => this.conn.wake(),
     });
+    this.view.setMaxText(this.rules.maxText);
     this.setRoomOptions([], this.state.wanted.room);
     this.loadRooms();
     this.roomsTimer = setInterval(() => {
@@ -178,8 +190,20 @@ export class Widget {
         return;
       case "focus_name": v.focusName(); return;
       case "join_again": this.conn.sendJoin(); return;
-      case "give_back": v.giveBack(e.text); return;
       case "composer": v.composer(e.enabled); return;
+      case "send_msg":
+        if (!this.conn.send({ type: "msg", payload: { text: e.text, cid: e.cid } })) {
+          this.dispatch({ type: "closed" }); // not open after all: it waits for the next socket
+        }
+        return;
+      case "outgoing": v.renderOutgoing(e.items, this.state.me); return;
+      case "save_outgoing": this.store.setOutgoing(e.list); return;
+      case "typing":
+        v.showTyping(e.names);
+        clearInterval(this.typingTimer);
+        this.typingTimer = e.names.length ? setInterval(() => this.dispatch({ type: "tick", now: Date.now() }), 1000) : null;
+        return;
+      case "limits": v.setMaxText(e.maxText); return;
       case "degraded":
         this.degraded = e.on;
         this.showStatus();
@@ -195,7 +219,7 @@ export class Widget {
         if (ev.state === "stopped") this.destroy();
         return;
       case "frame":
-        this.dispatch({ type: "frame", frame: ev.frame });
+        this.dispatch({ type: "frame", frame: ev.frame, now: Date.now() });
         return;
       case "refused":
         this.dispatch({ type: "refused", frame: ev.frame });
@@ -335,14 +359,23 @@ export class Widget {
 
   // --- sending -------------------------------------------------------------
 
+  /** The message goes into `outgoing` with a new cid: sent now if joined, else once
+   * (re)connected; it leaves the list when it comes back stored. */
   sendText() {
     const v = this.view;
     const text = v.inputValue();
-    if (this.rules.isBlank(text) || !this.state.joined) return;
-    if (!this.conn.send({ type: "msg", payload: { text } })) return;
-    this.dispatch({ type: "text_sent", text });
+    if (this.rules.isBlank(text) || !this.state.everJoined || v.sendBlocked()) return;
+    this.dispatch({ type: "compose", text, cid: this.newCid(), now: Date.now() });
     v.clearInput();
     v.focusInput();
+  }
+
+  /** A keystroke: tell the room, at most once per typingEveryMs. */
+  typed() {
+    const now = Date.now();
+    if (!this.state.joined || now - this.lastTyping < this.rules.typingEveryMs) return;
+    this.lastTyping = now;
+    this.conn.send({ type: "typing" });
   }
 
   // --- the end -------------------------------------------------------------
@@ -353,6 +386,7 @@ export class Widget {
     this.stopped = true;
     clearInterval(this.roomsTimer);
     clearInterval(this.countdown);
+    clearInterval(this.typingTimer);
     this.conn.stop();
     this.view.destroy();
     if (this.root.__chatWidget === this) delete this.root.__chatWidget;

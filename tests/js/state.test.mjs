@@ -105,7 +105,8 @@ test("a reconnect into the same room: no fresh list, 'Reconnected.', what was mi
   assert.deepEqual(ids(out.effects), [3]);
   assert.equal(only(out.effects, "messages")[0].countUnread, true);
   assert.deepEqual(only(out.effects, "system"), [{ type: "system", text: "Reconnected.", ts: 200 }]);
-  assert.deepEqual(only(out.effects, "composer").map((e) => e.enabled), [false, false, true]);
+  assert.deepEqual(only(out.effects, "composer").map((e) => e.enabled), [true, true, true],
+    "the box stays usable while reconnecting: what is written waits");
 });
 
 test("a server that lost its history (last_id < since) gets a fresh list", () => {
@@ -174,24 +175,109 @@ test("presence: coalesced changes for big rooms", () => {
   assert.deepEqual(other.effects, []);
 });
 
-test("errors by code: not_joined joins again; refused messages come back into the box", () => {
+test("errors by code: not_joined joins again; an error about no message of ours is shown", () => {
   const { state } = joined();
   let out = run(state, frame({ type: "error", code: "not_joined", message: "Join first." }));
   assert.deepEqual(out.effects, [{ type: "join_again" }]);
   out = run(state, frame({ type: "error", code: "text_too_long", message: "Too long." }));
-  assert.deepEqual(out.effects, [{ type: "error", text: "Too long." }], "nothing sent yet: nothing to give back");
-  const sent = run(state, { type: "text_sent", text: "hello" }).state;
-  for (const code of ["text_too_long", "empty_text", "rate_limited", "shutting_down"]) {
-    out = run(sent, frame({ type: "error", code, message: "No." }));
-    assert.deepEqual(out.effects, [{ type: "give_back", text: "hello" }, { type: "error", text: "No." }], code);
-  }
-  out = run(sent, frame({ type: "error", code: "store_unavailable", message: "Not saved." }));
-  assert.deepEqual(out.effects, [{ type: "give_back", text: "hello" }, { type: "degraded", on: true },
-    { type: "error", text: "Not saved." }], "the server cannot store: the status line says so");
+  assert.deepEqual(out.effects, [{ type: "error", text: "Too long." }]);
+  out = run(state, frame({ type: "error", code: "store_unavailable", message: "Not saved." }));
+  assert.deepEqual(out.effects, [{ type: "degraded", on: true }, { type: "error", text: "Not saved." }],
+    "the server cannot store: the status line says so");
   for (const code of ["bad_text", "bad_frame", "binary_not_supported"]) {
-    out = run(sent, frame({ type: "error", code }));
+    out = run(state, frame({ type: "error", code }));
     assert.deepEqual(out.effects, [{ type: "error", text: "Error: " + code }], code);
   }
+});
+
+const compose = (text, cid, now = 5000) => ({ type: "compose", text, cid, now });
+const outgoing = (effects) => only(effects, "outgoing").at(-1).items.map((e) => [e.cid, e.state, e.error]);
+
+test("a message written while joined is sent with its cid and waits until it comes back stored", () => {
+  const { state } = joined();
+  let out = run(state, compose("hello", "c1"));
+  assert.deepEqual(only(out.effects, "send_msg"), [{ type: "send_msg", cid: "c1", text: "hello" }]);
+  assert.deepEqual(outgoing(out.effects), [["c1", "sending", ""]]);
+  assert.equal(only(out.effects, "save_outgoing")[0].list[0].room, "lobby");
+  out = run(out.state, frame({ type: "msg", payload: { id: 3, user: "alice", text: "hello", ts: 9, room: "lobby", cid: "c1" } }));
+  assert.deepEqual(ids(out.effects), [3]);
+  assert.deepEqual(only(out.effects, "outgoing").at(-1).items, [], "stored: no longer pending");
+  assert.deepEqual(out.state.outgoing, []);
+});
+
+test("written while the socket is down: it waits, and goes out after the welcome unless the replay has it", () => {
+  const { state } = joined();
+  let out = run(state, { type: "closed" }, compose("one", "c1"), compose("two", "c2"));
+  assert.deepEqual(only(out.effects, "send_msg"), [], "no socket: nothing sent");
+  assert.deepEqual(outgoing(out.effects), [["c1", "waiting", ""], ["c2", "waiting", ""]]);
+  out = run(out.state, { type: "opening" }, { type: "join_sent", payload: { user: "alice", room: "lobby", since: 2 } },
+    frame({ type: "msg", payload: { id: 3, user: "alice", text: "one", ts: 9, room: "lobby", cid: "c1" } }),
+    { ...frame(welcome("alice", "lobby", { last_id: 3 })), now: 6000 });
+  assert.deepEqual(only(out.effects, "send_msg"), [{ type: "send_msg", cid: "c2", text: "two" }],
+    "c1 was stored before the restart (the replay brought it): only c2 goes again");
+  assert.deepEqual(outgoing(out.effects), [["c2", "sending", ""]]);
+});
+
+test("in flight when the socket closed: sent again, with the same cid, after the next welcome", () => {
+  const { state } = joined();
+  let out = run(state, compose("hello", "c1"), { type: "closed" });
+  assert.deepEqual(outgoing(out.effects), [["c1", "waiting", ""]]);
+  out = run(out.state, { type: "opening" }, { type: "join_sent", payload: { user: "alice", room: "lobby", since: 2 } },
+    { ...frame(welcome("alice", "lobby", { last_id: 2 })), now: 9000 });
+  assert.deepEqual(only(out.effects, "send_msg"), [{ type: "send_msg", cid: "c1", text: "hello" }]);
+});
+
+test("kept across a reload: only well-formed entries; older than the cid window is not resent by itself", () => {
+  const stored = [
+    { cid: "old", text: "from long ago", room: "lobby", user: "alice", ts: 1000, state: "sending" },
+    { cid: "new", text: "just now", room: "lobby", user: "alice", ts: 900_000, state: "sending" },
+    { cid: "elsewhere", text: "x", room: "python", user: "alice", ts: 900_000, state: "waiting" },
+    { cid: "<bad cid>", text: "x", room: "lobby", user: "alice", ts: 900_000 },
+    { cid: "c", text: 5, room: "lobby", user: "alice", ts: 900_000 },
+    null,
+  ];
+  const start = initialState({ user: "alice", outgoing: stored, cidWindowMs: 600_000 });
+  assert.deepEqual(start.outgoing.map((e) => [e.cid, e.state]), [["old", "waiting"], ["new", "waiting"], ["elsewhere", "waiting"]]);
+  const out = run(start, { type: "opening" }, { type: "join_sent", payload: { user: "alice", room: "lobby" } },
+    { ...frame(welcome("alice", "lobby", { last_id: 0 })), now: 1_000_000 });
+  assert.deepEqual(only(out.effects, "send_msg").map((e) => e.cid), ["new"]);
+  assert.deepEqual(outgoing(out.effects), [["old", "failed", "Not confirmed by the server: send it again, or discard it."],
+    ["new", "sending", ""]], "another room's waits for that room; shown: this room's only");
+});
+
+test("a refused message shows its error and can be sent again or discarded", () => {
+  const { state } = joined();
+  let out = run(state, compose("hello", "c1"),
+    frame({ type: "error", code: "rate_limited", message: "Slow down.", cid: "c1" }));
+  assert.deepEqual(outgoing(out.effects), [["c1", "failed", "Slow down."]]);
+  assert.deepEqual(only(out.effects, "error"), [], "the error is beside the message, not at the top");
+  const retried = run(out.state, { type: "retry", cid: "c1" });
+  assert.deepEqual(only(retried.effects, "send_msg"), [{ type: "send_msg", cid: "c1", text: "hello" }]);
+  assert.deepEqual(outgoing(retried.effects), [["c1", "sending", ""]]);
+  const gone = run(out.state, { type: "discard", cid: "c1" });
+  assert.deepEqual(gone.state.outgoing, []);
+  out = run(state, compose("bye", "c2"), frame({ type: "error", code: "shutting_down", message: "Restarting.", cid: "c2" }));
+  assert.deepEqual(outgoing(out.effects), [["c2", "waiting", ""]], "shutting_down: sent again after reconnecting");
+  out = run(state, compose("x", "c3"), frame({ type: "error", code: "store_unavailable", message: "Not saved.", cid: "c3" }));
+  assert.deepEqual(types(out.effects).slice(-3), ["degraded", "outgoing", "save_outgoing"]);
+});
+
+test("typing: shown per name, cleared by time, by their message and by their leaving", () => {
+  const { state } = joined();
+  const typing = (user, room = "lobby") => ({ ...frame({ type: "typing", payload: { user, room } }), now: 1000 });
+  let out = run(state, typing("bob"), typing("Carol"), typing("alice"), typing("dan", "python"));
+  assert.deepEqual(only(out.effects, "typing").at(-1).names, ["bob", "Carol"], "not oneself, not another room");
+  out = run(out.state, msg(3, "bob", "done"));
+  assert.deepEqual(only(out.effects, "typing").at(-1).names, ["Carol"]);
+  out = run(out.state, { type: "tick", now: 1000 + state.typingShownMs + 1 });
+  assert.deepEqual(only(out.effects, "typing").at(-1).names, []);
+  out = run(out.state, typing("bob"), frame({ type: "leave", payload: { user: "bob", room: "lobby" } }));
+  assert.deepEqual(only(out.effects, "typing").at(-1).names, []);
+});
+
+test("welcome tells the server's max_text", () => {
+  const { effects } = joined({ max_text: 500 });
+  assert.deepEqual(only(effects, "limits"), [{ type: "limits", maxText: 500 }]);
 });
 
 test("a refused first join: the error, and the name field for name problems", () => {
