@@ -73,10 +73,20 @@ class People:
         self.errors: list[str] = []
 
     def open(
-        self, url: str, *, scheme: str = "light", width: int = 1200, height: int = 860, route_cdn: bool = False
+        self,
+        url: str,
+        *,
+        scheme: str = "light",
+        width: int = 1200,
+        height: int = 860,
+        route_cdn: bool = False,
+        init_script: str = "",
     ) -> Page:
+        """A new context's page at ``url`` (``init_script``: run in every page before its own scripts)."""
         context = self.browser.new_context(viewport={"width": width, "height": height}, color_scheme=scheme)
         self.contexts.append(context)
+        if init_script:
+            context.add_init_script(init_script)
         if route_cdn:
             serve_gradio_cdn_locally(context)
         page = context.new_page()

@@ -443,6 +443,60 @@ def test_typing_is_shown_to_the_other_page_and_cleared(app_server: ServerProcess
     expect(line).to_have_text("", timeout=10_000)  # and by itself, a few seconds after the last keystroke
 
 
+# Headless Chromium has neither tabs to switch away from nor a notification daemon: the page
+# is told it is hidden as a real tab switch would (document.hidden, visibilitychange), and the
+# browser's Notification is a stand-in that records what would have been shown.
+NOTIFICATIONS = """
+window.__shown = [];
+window.Notification = class {
+  constructor(title, options) { window.__shown.push([title, (options || {}).body]); }
+  close() {}
+  static requestPermission() { window.Notification.permission = "granted"; return Promise.resolve("granted"); }
+};
+window.Notification.permission = "default";
+"""
+SET_HIDDEN = """hidden => {
+  Object.defineProperty(document, "hidden", { value: hidden, configurable: true });
+  Object.defineProperty(document, "visibilityState", { value: hidden ? "hidden" : "visible", configurable: true });
+  document.dispatchEvent(new Event("visibilitychange"));
+}"""
+
+
+def test_a_mention_is_highlighted_counted_in_the_title_and_notified(app_server: ServerProcess, people: People) -> None:
+    room = "mentions"
+    alice = people.open(app_server.url)
+    join(alice, "alice", room)
+    bob = people.open(app_server.url + "/chat", init_script=NOTIFICATIONS)
+    join(bob, "bob", room)
+    expect_users(alice, ["alice", "bob"])
+    say(alice, "before bob left the tab")
+    expect_message(bob, "before bob left the tab")
+    notify = bob.get_by_test_id("chat-notify")
+    expect(notify).to_have_text("Notify me of mentions")
+    notify.click()  # the opt-in: the browser asks, the person allows
+    expect(notify).to_have_text("Stop mention alerts")
+    title = bob.title()
+
+    bob.evaluate(SET_HIDDEN, True)  # bob switches to another tab
+    say(alice, "something for everyone")
+    say(alice, "hey @Bob, look at this")
+    expect(bob).to_have_title(f"(2 · @1) {title}")
+    mention = bob.locator(f"{MESSAGES} li.chat-mention")
+    expect(mention).to_have_count(1)
+    expect(mention.locator("mark.chat-at")).to_have_text("@Bob")
+    assert bob.evaluate("window.__shown") == [["alice mentioned you in #mentions", "hey @Bob, look at this"]]
+    line = bob.get_by_test_id("chat-new-line")  # where bob left off: before the first he has not seen
+    expect(line).to_have_count(1)
+    assert line.evaluate("li => li.nextElementSibling.querySelector('.chat-text').textContent") == (
+        "something for everyone"
+    )
+    expect(alice.locator(f"{MESSAGES} li.chat-mention")).to_have_count(0)  # alice's own text
+
+    bob.evaluate(SET_HIDDEN, False)  # back to the tab
+    expect(bob).to_have_title(title)
+    people.shot(bob, "mention-and-new-line")
+
+
 def test_near_the_limit_the_composer_counts_what_is_left(app_server: ServerProcess, people: People) -> None:
     page = people.open(app_server.url + "/chat")
     join(page, "counter", "counting")

@@ -17,7 +17,7 @@
  * Frames may carry `now` (ms) too.
  *
  * Effects are plain objects for the widget to carry out (see widget.js, apply()):
- *   clear, mark_own {me}, busy {on}, messages {items, countUnread}, gap {after, first},
+ *   clear, mark_own {me}, busy {on}, messages {items, countUnread, replay?}, gap {after, first},
  *   scroll_bottom, system {text, ts}, users {names, me, online, room}, remember {name?, room},
  *   welcome {user, room}, error {text}, clear_error, restore {user|null, room}, focus_name,
  *   join_again, composer {enabled}, degraded {on} (the server cannot store messages),
@@ -52,6 +52,22 @@ export function initialState({ user = "", room = "lobby", fixedUser = false, out
   };
 }
 
+/**
+ * Whether `text` mentions `me`: "@" + the name (any letter case), not followed by more
+ * of a word ("@al" is not "@alice"). Names may hold spaces and any script.
+ */
+export function mentions(text, me) {
+  if (!me || typeof text !== "string") return false;
+  const hay = text.toLowerCase();
+  const needle = "@" + me.toLowerCase();
+  for (let i = hay.indexOf(needle); i >= 0; i = hay.indexOf(needle, i + 1)) {
+    const after = hay.slice(i + needle.length, i + needle.length + 2);
+    const before = i > 0 ? hay[i - 1] : " ";
+    if (!/[\p{L}\p{N}_]/u.test(before) && !/^[\p{L}\p{N}_]/u.test(after)) return true;
+  }
+  return false;
+}
+
 /** Case-insensitive order of names. */
 export function byName(a, b) {
   const x = a.toLowerCase();
@@ -73,8 +89,8 @@ function usersEffect(s) {
   return { type: "users", names, me: s.me, online: Math.max(s.online, names.length), room: s.viewRoom };
 }
 
-/** Add msg payloads not seen yet, in the order given. */
-function addMessages(s, payloads, countUnread, fx) {
+/** Add msg payloads not seen yet, in the order given (`replay`: what a reconnect brought back). */
+function addMessages(s, payloads, countUnread, fx, replay = false) {
   let ids = s.ids;
   const items = [];
   for (const p of payloads) {
@@ -83,18 +99,20 @@ function addMessages(s, payloads, countUnread, fx) {
     if (ids === s.ids) ids = new Set(s.ids);
     ids.add(id);
     const user = typeof p.user === "string" ? p.user : "?";
+    const text = typeof p.text === "string" ? p.text : "";
     items.push({
       id,
       user,
-      text: typeof p.text === "string" ? p.text : "",
+      text,
       ts: typeof p.ts === "number" ? p.ts : null,
       own: user === s.me,
+      mention: user !== s.me && mentions(text, s.me), // highlighted, counted, maybe notified
       append: id > s.lastId, // newest so far: goes at the end; else in id order
     });
     if (id > s.lastId) s.lastId = id;
   }
   s.ids = ids;
-  if (items.length) fx.push({ type: "messages", items, countUnread });
+  if (items.length) fx.push(replay ? { type: "messages", items, countUnread, replay } : { type: "messages", items, countUnread });
   confirmSent(s, payloads, fx);
 }
 
@@ -166,7 +184,7 @@ function onWelcome(s, p, fx, now) {
   fx.push(s.fixedUser ? { type: "remember", room: p.room } : { type: "remember", name: p.user, room: p.room });
 
   fx.push({ type: "busy", on: true });
-  addMessages(s, history.filter((m) => !m.room || m.room === p.room), !fresh, fx);
+  addMessages(s, history.filter((m) => !m.room || m.room === p.room), !fresh, fx, reconnect && !fresh);
   if (p.gap && typeof p.gap.first === "number") fx.push({ type: "gap", after: p.gap.after, first: p.gap.first });
   if (typeof p.last_id === "number" && p.last_id > s.lastId) s.lastId = p.last_id;
   fx.push({ type: "busy", on: false });

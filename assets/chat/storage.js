@@ -4,6 +4,7 @@
  *   chat:room                 the last room
  *   chat:token:<lower name>   the resume token for that name
  *   chat:outgoing             messages written and not yet seen stored (JSON, outgoing.js)
+ *   chat:notify               "1": a browser notification for each mention (the person opted in)
  * A resume token holds the name in every room (docs/protocol.md), so it is kept per
  * name, not per room. Without storage (private mode, quota, a sandbox) every call is a
  * no-op and the widget works without memory.

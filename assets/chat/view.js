@@ -79,11 +79,13 @@ export function createView(root) {
     send: q("chat-send"),
     typing: q("chat-typing"),
     count: q("chat-count"),
+    notify: q("chat-notify"),
   };
   const listeners = [];
   let enabled = false; // the composer: a room is joined
   let unread = 0;
   let maxText = 0; // the longest text the server takes (0: not known)
+  let me = ""; // our name: its @mentions are highlighted
 
   function on(target, type, fn, capture) {
     if (!target) return;
@@ -142,10 +144,26 @@ export function createView(root) {
     return time;
   }
 
-  function appendLinkified(target, text) {
+  /** Text, with each "@me" in a <mark> (as text, never markup). */
+  function appendMentions(target, text, mark) {
+    const needle = "@" + me.toLowerCase();
+    const lower = text.toLowerCase();
+    let last = 0;
+    for (let i = mark && me ? lower.indexOf(needle) : -1; i >= 0; i = lower.indexOf(needle, last)) {
+      if (i > last) target.appendChild(doc.createTextNode(text.slice(last, i)));
+      const m = doc.createElement("mark");
+      m.className = "chat-at";
+      m.textContent = text.slice(i, i + needle.length);
+      target.appendChild(m);
+      last = i + needle.length;
+    }
+    if (last < text.length) target.appendChild(doc.createTextNode(text.slice(last)));
+  }
+
+  function appendLinkified(target, text, mark) {
     for (const part of linkParts(text)) {
       if (!part.href) {
-        target.appendChild(doc.createTextNode(part.text));
+        appendMentions(target, part.text, mark);
         continue;
       }
       const a = doc.createElement("a");
@@ -163,6 +181,7 @@ export function createView(root) {
     li.setAttribute("data-id", String(item.id));
     li.setAttribute("data-user", item.user);
     if (item.own) li.classList.add("chat-own");
+    if (item.mention) li.classList.add("chat-mention");
     const meta = doc.createElement("div");
     meta.className = "chat-meta";
     const author = doc.createElement("span");
@@ -174,7 +193,7 @@ export function createView(root) {
     const body = doc.createElement("div");
     body.className = "chat-text";
     body.dir = "auto";
-    appendLinkified(body, item.text);
+    appendLinkified(body, item.text, !!item.mention);
     li.appendChild(meta);
     li.appendChild(body);
     return li;
@@ -249,7 +268,7 @@ export function createView(root) {
     el,
 
     /** Wire the controls to the widget's handlers: join, pickRoom(room), roomsWanted, createRoom, send,
-     * typed, retry(cid), discard(cid), wake. */
+     * typed, retry(cid), discard(cid), notify, visibility(visible), wake. */
     bind(h) {
       on(root, "submit", (e) => e.preventDefault(), true);
       on(el.joinForm, "submit", () => h.join());
@@ -280,9 +299,13 @@ export function createView(root) {
       });
       on(el.list, "scroll", () => { if (atBottom()) setUnread(0); });
       on(el.unread, "click", () => { scrollToBottom(); setUnread(0); });
+      on(el.notify, "click", () => h.notify());
       // Back online, or back to a tab the browser had put to sleep: do not sit out the backoff.
       on(win, "online", () => h.wake());
-      on(doc, "visibilitychange", () => { if (!doc.hidden) h.wake(); });
+      on(doc, "visibilitychange", () => {
+        h.visibility(!doc.hidden);
+        if (!doc.hidden) h.wake();
+      });
       // disabled in the markup until now: a click before the widget was there would submit the form
       if (el.join) el.join.disabled = false;
       if (el.createRoom) el.createRoom.disabled = false;
@@ -380,10 +403,34 @@ export function createView(root) {
       else if (countUnread) setUnread(unread + others);
     },
 
-    markOwn(me) {
+    markOwn(name) {
+      me = name || "";
       for (const li of el.list.querySelectorAll("li[data-id]")) {
         li.classList.toggle("chat-own", li.getAttribute("data-user") === me);
       }
+    },
+
+    /** The "new messages" line, just before message `id` (one line: it moves). */
+    markNewLine(id) {
+      const old = el.list.querySelector("li.chat-new-line");
+      if (old) old.remove();
+      const at = el.list.querySelector(`li[data-id="${Number(id)}"]`);
+      if (!at) return;
+      const li = doc.createElement("li");
+      li.className = "chat-new-line";
+      li.setAttribute("data-testid", "chat-new-line");
+      li.setAttribute("role", "separator");
+      const span = doc.createElement("span");
+      span.textContent = "New messages";
+      li.appendChild(span);
+      el.list.insertBefore(li, at);
+    },
+
+    /** The button that asks for notifications of mentions: shown, its text, or gone. */
+    setNotify(shown, text) {
+      if (!el.notify) return;
+      el.notify.hidden = !shown;
+      el.notify.textContent = text;
     },
 
     system(text, ts) {

@@ -84,6 +84,12 @@ function closeReason(info) {
   return "Connection lost.";
 }
 
+/** The page title while the tab is hidden: how many new messages, and how many mention us. */
+export function titleWith(base, unread, mentions) {
+  if (!unread) return base;
+  return (mentions ? `(${unread} · @${mentions}) ` : `(${unread}) `) + base;
+}
+
 export class Widget {
   constructor(root, lib, options = {}) {
     this.root = root;
@@ -103,6 +109,7 @@ export class Widget {
     this.newCid = lib.newCid;
     this.lastTyping = 0;
     this.typingTimer = null;
+    this.away = { unread: 0, mentions: 0, title: "" }; // while the tab is hidden
     this.state = lib.initialState({
       room: this.store.room() || this.rules.defaultRoom,
       outgoing: this.store.outgoing(),
@@ -129,8 +136,11 @@ export class Widget {
       typed: () => this.typed(),
       retry: (cid) => this.dispatch({ type: "retry", cid }),
       discard: (cid) => this.dispatch({ type: "discard", cid }),
+      notify: () => this.toggleNotify(),
+      visibility: (visible) => { if (visible) this.back(); },
       wake: () => this.conn.wake(),
     });
+    this.showNotify();
     this.view.setMaxText(this.rules.maxText);
     this.setRoomOptions([], this.state.wanted.room);
     this.loadRooms();
@@ -164,7 +174,10 @@ export class Widget {
       case "clear": v.clearList(); return;
       case "mark_own": v.markOwn(e.me); return;
       case "busy": v.busy(e.on); return;
-      case "messages": v.addMessages(e.items, e.countUnread); return;
+      case "messages":
+        v.addMessages(e.items, e.countUnread);
+        this.attention(e);
+        return;
       case "gap": v.addGap(e); return;
       case "scroll_bottom": v.scrollToBottom(); return;
       case "system": v.system(e.text, e.ts); return;
@@ -376,6 +389,68 @@ export class Widget {
     if (!this.state.joined || now - this.lastTyping < this.rules.typingEveryMs) return;
     this.lastTyping = now;
     this.conn.send({ type: "typing" });
+  }
+
+  // --- attention: the "new messages" line, the title while hidden, mentions ---
+
+  attention(e) {
+    const others = e.items.filter((i) => !i.own);
+    if (!others.length || !e.countUnread) return;
+    const doc = this.root.ownerDocument;
+    if (e.replay) this.view.markNewLine(others[0].id); // where the reader left off, before the reconnect
+    if (!doc.hidden) return;
+    const away = this.away;
+    if (!away.unread) {
+      away.title = doc.title;
+      if (!e.replay) this.view.markNewLine(others[0].id); // where the reader left off, before leaving the tab
+    }
+    away.unread += others.length;
+    const mentions = others.filter((i) => i.mention);
+    away.mentions += mentions.length;
+    doc.title = titleWith(away.title, away.unread, away.mentions);
+    for (const item of mentions) this.notifyMention(item);
+  }
+
+  /** Back to the tab: the title as it was. */
+  back() {
+    if (!this.away.unread) return;
+    this.root.ownerDocument.title = this.away.title;
+    this.away = { unread: 0, mentions: 0, title: "" };
+  }
+
+  notifyOn() {
+    const N = globalThis.Notification;
+    return !!N && N.permission === "granted" && this.store.get("chat:notify") === "1";
+  }
+
+  showNotify() {
+    const N = globalThis.Notification;
+    if (!N || N.permission === "denied") { this.view.setNotify(false, ""); return; }
+    this.view.setNotify(true, this.notifyOn() ? "Stop mention alerts" : "Notify me of mentions");
+  }
+
+  /** Opt in (asking the browser) or out of a notification for each mention while the tab is hidden. */
+  toggleNotify() {
+    const N = globalThis.Notification;
+    if (!N) return;
+    if (this.notifyOn()) {
+      this.store.set("chat:notify", null);
+      this.showNotify();
+      return;
+    }
+    Promise.resolve(N.permission === "granted" ? "granted" : N.requestPermission()).then((answer) => {
+      if (answer === "granted") this.store.set("chat:notify", "1");
+      this.showNotify();
+    }).catch(() => this.showNotify());
+  }
+
+  notifyMention(item) {
+    if (!this.notifyOn()) return;
+    try {
+      const n = new globalThis.Notification(`${item.user} mentioned you in #${this.state.viewRoom}`,
+        { body: item.text.slice(0, 200), tag: "chat-mention" });
+      n.onclick = () => { globalThis.focus(); n.close(); };
+    } catch (err) { /* (some browsers allow notifications only from a service worker) */ }
   }
 
   // --- the end -------------------------------------------------------------

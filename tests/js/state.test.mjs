@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { initialState, reduce } from "../../assets/chat/state.js";
+import { initialState, mentions, reduce } from "../../assets/chat/state.js";
 import { welcome } from "./fakes.mjs";
 
 /** Run events through the reducer; the effects of all of them, and the state at the end. */
@@ -38,8 +38,8 @@ test("welcome: the history that came before it, the people, and what to remember
   const [items] = only(effects, "messages");
   assert.equal(items.countUnread, false, "a fresh list counts nothing as unread");
   assert.deepEqual(items.items, [
-    { id: 1, user: "bob", text: "one", ts: 101, own: false, append: true },
-    { id: 2, user: "alice", text: "two", ts: 102, own: true, append: true },
+    { id: 1, user: "bob", text: "one", ts: 101, own: false, mention: false, append: true },
+    { id: 2, user: "alice", text: "two", ts: 102, own: true, mention: false, append: true },
   ]);
   assert.deepEqual(only(effects, "remember"), [{ type: "remember", name: "alice", room: "lobby" }]);
   assert.deepEqual(only(effects, "users"), [{ type: "users", names: ["alice", "bob", "Carol"], me: "alice", online: 3, room: "lobby" }]);
@@ -80,7 +80,7 @@ test("msg: each id once, in the room shown; own messages clear the error", () =>
   // an older id that was never shown goes in its place, not at the end
   out = run(out.state, frame({ type: "msg", payload: { id: 0, user: 5, room: "lobby" } }));
   assert.deepEqual(only(out.effects, "messages")[0].items,
-    [{ id: 0, user: "?", text: "", ts: null, own: false, append: false }]);
+    [{ id: 0, user: "?", text: "", ts: null, own: false, mention: false, append: false }]);
   assert.equal(out.state.lastId, 4);
 });
 
@@ -320,4 +320,28 @@ test("want and unknown events", () => {
   assert.equal(same.state, state);
   assert.deepEqual(same.effects, []);
   assert.deepEqual(run(state, frame({ type: "pong", ts: 1 })).effects, []);
+});
+
+test("mentions: @name in any letter case, not a longer name, not one's own message", () => {
+  assert.equal(mentions("hi @Alice, look", "alice"), true);
+  assert.equal(mentions("@alice", "alice"), true);
+  assert.equal(mentions("(@ALICE)", "alice"), true);
+  assert.equal(mentions("hi @alicea", "alice"), false, "a longer name");
+  assert.equal(mentions("mail bob@alice.example", "alice"), false, "part of a word");
+  assert.equal(mentions("hi @Bob Smith!", "Bob Smith"), true, "names with spaces");
+  assert.equal(mentions("alice without the at", "alice"), false);
+  const { state } = joined();
+  const out = run(state, msg(3, "bob", "@alice see this"), msg(4, "alice", "@alice note to self"));
+  assert.deepEqual(only(out.effects, "messages").flatMap((e) => e.items.map((i) => [i.id, i.mention])),
+    [[3, true], [4, false]]);
+});
+
+test("the replay after a reconnect is marked as such (where the reader left off)", () => {
+  const { state } = joined();
+  const out = run(state, { type: "closed" }, { type: "opening" },
+    { type: "join_sent", payload: { user: "alice", room: "lobby", since: 2 } },
+    msg(3, "bob", "while away"), frame(welcome("alice", "lobby", { last_id: 3 })));
+  assert.equal(only(out.effects, "messages")[0].replay, true);
+  const live = run(out.state, msg(4, "bob", "live"));
+  assert.equal(only(live.effects, "messages")[0].replay, undefined);
 });

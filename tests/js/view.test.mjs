@@ -3,7 +3,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 
 import { linkParts, safeHref } from "../../assets/chat/view.js";
-import { roomOptions, statusOf } from "../../assets/chat/widget.js";
+import { roomOptions, statusOf, titleWith } from "../../assets/chat/widget.js";
 
 test("only http(s) URLs become links; trailing punctuation stays text", () => {
   assert.deepEqual(linkParts("see https://example.com/page?q=1&r=2."), [
@@ -63,4 +63,10 @@ test("the room picker: lobby first, then by name, with online counts; bad names 
     { value: "python", label: "python (2 online)" },
   ]);
   assert.deepEqual(roomOptions([], [], check, "lobby"), [{ value: "lobby", label: "lobby" }]);
+});
+
+test("the title while the tab is hidden counts new messages and mentions", () => {
+  assert.equal(titleWith("Chat", 0, 0), "Chat");
+  assert.equal(titleWith("Chat", 3, 0), "(3) Chat");
+  assert.equal(titleWith("Chat", 3, 1), "(3 · @1) Chat");
 });
