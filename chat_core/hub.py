@@ -19,7 +19,7 @@ import asyncio
 import logging
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Optional
 
 from . import protocol
@@ -30,7 +30,7 @@ from .protocol import CloseCode, Join
 from .refusal import Refusal
 from .rooms import Member, Room, RoomRegistry
 from .settings import Settings
-from .store import Message, Store
+from .store import Change, Entry, Message, Store, Update
 from .writer import Draft, Health, HistoryWriter, LocalSequencer, Sequencer
 
 __all__ = ["Health", "Hub", "Member", "Room"]
@@ -152,8 +152,11 @@ class Hub:
                 since = None  # the client knows ids this server never gave out: start afresh
             await presence.open_room(room)
             older: list[Message] = []
+            older_updates: list[Update] = []
             if since is not None and since + 1 < room.first_cached:
-                older = await self.store.after(room.name, since, self.settings.replay_limit or 2**31)
+                limit = self.settings.replay_limit or 2**31
+                older = await self.store.after(room.name, since, limit)
+                older_updates = await self.store.updates_after(room.name, since, limit)
             await self.claims.refresh(key)
             await presence.check_held(key)
             own = member.key == key and member.token is not None
@@ -177,7 +180,8 @@ class Hub:
         if holder is not None:
             holder.outbox.close(CloseCode.REPLACED, "replaced by a newer connection of the same user")
             presence.leave(holder)
-        frames, first = registry.history(room, since, older, self.settings.history_limit, self.settings.replay_limit)
+        frames, first = registry.history(room, since, older, older_updates, self.settings.history_limit,
+                                         self.settings.replay_limit)
         changed = presence.enter(room, member, join.user, key, token)
         room.joining -= 1
         gap = None
@@ -203,6 +207,14 @@ class Hub:
         assert member.room is not None and member.name is not None
         self.writer.post(Draft(member, member.room.name, member.name, text, protocol.now(), cid, member.author))
 
+    def change(self, member: Member, kind: Change, target: int, text: str = "", emoji: str = "") -> None:
+        """Queue an edit, delete or reaction of message ``target`` in ``member``'s room; the
+        rules (:mod:`chat_core.changes`) are checked as it is stored, then it is broadcast."""
+        self.check_post(member)
+        assert member.room is not None and member.name is not None
+        self.writer.post(Draft(member, member.room.name, member.name, text, protocol.now(), None, member.author,
+                               kind, target, emoji))
+
     def typing(self, member: Member) -> None:
         """``member`` is typing: the others in its room are told (never stored)."""
         if member.room is not None:
@@ -210,16 +222,22 @@ class Hub:
 
     # --- delivery ------------------------------------------------------------
 
-    def _deliver(self, messages: list[Message]) -> None:
-        """Stored messages to the members of their rooms, each encoded once."""
+    def _deliver(self, entries: Sequence[Entry]) -> None:
+        """Stored messages and changes to the members of their rooms, each encoded once."""
         rooms, registry, fanout = self.registry.rooms, self.registry, self.presence.fanout
-        for m in messages:
-            registry.note_stored(m)
-            room = rooms.get(m.room)
-            if room is not None and m.id > room.last_id:  # (a room opened meanwhile read it already)
-                frame = protocol.msg_frame(m.payload())
-                room.remember(m.id, frame)
-                fanout.broadcast(room, frame)
+        for e in entries:
+            registry.note_stored(e)
+            room = rooms.get(e.room)
+            if room is None or e.id <= room.last_id:  # (a room opened meanwhile read it already)
+                continue
+            if isinstance(e, Message):
+                frame = protocol.msg_frame(e.payload())
+                room.remember(e.id, frame)
+            else:
+                frame = protocol.update_frame(e)
+                state = protocol.msg_frame(e.state.payload()) if e.state is not None else None
+                room.remember_update(e, frame, state)
+            fanout.broadcast(room, frame)
 
     async def _save_names(self) -> None:
         if not self.claims.dirty:

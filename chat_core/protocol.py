@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 import struct
 import time
+import unicodedata
 from dataclasses import dataclass
 from typing import Any, Optional, Union
 
@@ -64,6 +65,23 @@ class Msg:
 
 
 @dataclass(frozen=True)
+class Edit:
+    id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    id: int
+
+
+@dataclass(frozen=True)
+class React:
+    id: int
+    emoji: str
+
+
+@dataclass(frozen=True)
 class Ping:
     pass
 
@@ -73,7 +91,7 @@ class Typing:
     pass
 
 
-Frame = Union[Join, Msg, Ping, Typing]
+Frame = Union[Join, Msg, Ping, Typing, Edit, Delete, React]
 
 
 def parse(raw: Union[str, bytes], max_text: int) -> Frame:
@@ -100,7 +118,22 @@ def parse(raw: Union[str, bytes], max_text: int) -> Frame:
         return Ping()
     if kind == "typing":
         return Typing()
-    raise ProtocolError("unknown_type", f"Unknown frame type {_show(kind)}; expected join, msg, typing or ping.")
+    if kind == "edit":
+        return Edit(_target(payload), check_text(_field(payload, "text", str), max_text))
+    if kind == "delete":
+        return Delete(_target(payload))
+    if kind == "react":
+        return React(_target(payload), check_emoji(_field(payload, "emoji", str)))
+    raise ProtocolError(
+        "unknown_type", f"Unknown frame type {_show(kind)}; expected join, msg, typing, edit, delete, react or ping."
+    )
+
+
+def _target(payload: dict[str, Any]) -> int:
+    target = payload.get("id")
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 < target < 2**63:
+        raise ProtocolError("bad_field", "The field \"payload.id\" must be a message id: a whole number, 1 or more.")
+    return target
 
 
 def _parse_msg(payload: dict[str, Any], max_text: int) -> Msg:
@@ -168,6 +201,35 @@ def check_room(room: str) -> str:
     return room
 
 
+MAX_EMOJI_CHARS = 10  # code points in one reaction (a family with skin tones needs several)
+
+# What an emoji sequence may hold besides symbols: ZWJ, variation selectors, the keycap,
+# skin tones, tag characters (subdivision flags).
+_JOINERS = {0x200D, 0xFE0E, 0xFE0F, 0x20E3}
+
+
+def check_emoji(emoji: str) -> str:
+    """One emoji (a sequence of them counts as one: 👍🏽, 👩‍💻, 🇫🇷), or ``bad_emoji``."""
+    points = [ord(c) for c in emoji]
+    symbols = 0
+    ok = 0 < len(points) <= MAX_EMOJI_CHARS
+    for i, cp in enumerate(points):
+        if not ok:
+            break
+        category = unicodedata.category(chr(cp))
+        if category == "So":
+            symbols += 1
+        elif cp in _JOINERS or 0x1F3FB <= cp <= 0x1F3FF or 0xE0020 <= cp <= 0xE007F:
+            pass
+        elif chr(cp) in "0123456789#*" and points[i + 1 : i + 3] in ([0xFE0F, 0x20E3], [0x20E3]):
+            symbols += 1  # a keycap: 1️⃣
+        else:
+            ok = False
+    if not ok or not symbols:
+        raise ProtocolError("bad_emoji", "A reaction is one emoji.")
+    return emoji
+
+
 def _show(value: str) -> str:
     return repr(value if len(value) <= 40 else value[:40] + "…")
 
@@ -219,6 +281,11 @@ def pong() -> str:
 def notice(kind: str, user: str, room: str) -> str:
     """A ``join`` or ``leave`` notice."""
     return encode({"type": kind, "payload": {"user": user, "ts": now(), "room": room}})
+
+
+def update_frame(update: Any) -> str:
+    """A change (``chat_core.store.Update``) as its ``edit``, ``delete`` or ``react`` frame."""
+    return encode({"type": update.frame_type, "payload": update.payload()})
 
 
 def msg_frame(payload: dict[str, Any]) -> str:

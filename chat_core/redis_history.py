@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .store import Claim, Message, Store
+from .store import Change, Claim, Entry, Message, Store, Update
 
 log = logging.getLogger("chat_core.redis")
 
@@ -44,6 +44,26 @@ class Keys:
 
     def stream(self, room: str) -> str:
         return f"{self.prefix}h:{room}"
+
+    def states(self, room: str) -> str:
+        """Hash: message id -> the message as it stands (JSON), for messages that changed."""
+        return f"{self.prefix}m:{room}"
+
+    def changes(self, room: str) -> str:
+        """Stream: the room's changes (edits, deletes, reactions) under their own ids."""
+        return f"{self.prefix}x:{room}"
+
+    def edits(self, room: str, target: int) -> str:
+        """Set: the ids of the edits of one message (their texts go when it is deleted)."""
+        return f"{self.prefix}xe:{room}:{target}"
+
+    def deleted(self, room: str) -> str:
+        """Sorted set: the ids of deleted messages (their stream entries, text and all, are gone)."""
+        return f"{self.prefix}d:{room}"
+
+    def changed(self, room: str) -> str:
+        """Sorted set: the ids in ``states``, to trim it with the stream."""
+        return f"{self.prefix}mz:{room}"
 
     def sent(self, room: str, author: str, cid: str) -> str:
         """Remembers, for ``CID_WINDOW`` seconds, the id of the message sent with ``cid``."""
@@ -78,6 +98,25 @@ def message(room: str, entry_id: str, fields: dict[str, str]) -> Message:
                    fields.get("c"), fields.get("a", ""))
 
 
+def state_json(m: Message) -> str:
+    """A message as it stands, as ``Keys.states`` keeps it."""
+    return json.dumps({"u": m.user, "t": m.text, "ts": m.ts, "c": m.cid, "a": m.author, "ed": m.edited,
+                       "d": m.deleted, "re": [[e, list(n)] for e, n in m.reactions]}, ensure_ascii=False)
+
+
+def parse_state(room: str, msg_id: int, raw: str) -> Message:
+    d = json.loads(raw)
+    return Message(room, msg_id, d["u"], d["t"], float(d["ts"]), d.get("c"), d.get("a") or "", d.get("ed"),
+                   bool(d.get("d")), tuple((e, tuple(n)) for e, n in d.get("re") or ()))
+
+
+def parse_update(room: str, update_id: int, d: dict[str, Any]) -> Update:
+    """A change as the commit script stores and publishes it."""
+    state = parse_state(room, int(d["g"]), d["s"]) if d.get("s") else None
+    return Update(room, update_id, Change(d["k"]), int(d["g"]), d["u"], float(d["ts"]), d.get("t") or "",
+                  d.get("e") or "", bool(d.get("o")), state)
+
+
 def claim(key: str, raw: str) -> Claim:
     d = json.loads(raw)
     return Claim(key, d["name"], bytes.fromhex(d["hash"]), d["created"], d["seen"])
@@ -97,7 +136,8 @@ class RedisHistory(Store):
     async def close(self) -> None:
         await self.redis.aclose()
 
-    async def append(self, messages: Sequence[Message]) -> None:
+    async def append(self, messages: Sequence[Message], updates: Sequence[Update] = (),
+                     changed: Sequence[Message] = ()) -> None:
         raise NotImplementedError("messages reach Redis through RedisSequencer.commit")
 
     async def rooms(self) -> dict[str, tuple[int, float]]:
@@ -115,18 +155,57 @@ class RedisHistory(Store):
         return last, times
 
     async def after(self, room: str, since: int, limit: int, first: bool = False) -> list[Message]:
-        stream = self.keys.stream(room)
-        if first:
-            entries = await self.redis.xrange(stream, f"({since}-0", "+", count=limit)
-        else:
-            entries = await self.redis.xrevrange(stream, "+", f"({since}-0", count=limit)
-            entries.reverse()
-        return [message(room, entry_id, fields) for entry_id, fields in entries]
+        """Messages as they stand: the stream's, with their changes, and deleted ones (whose
+        entries are gone) from their tombstones."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if first:
+                pipe.xrange(k.stream(room), f"({since}-0", "+", count=limit)
+                pipe.zrangebyscore(k.deleted(room), f"({since}", "+inf", start=0, num=limit)
+            else:
+                pipe.xrevrange(k.stream(room), "+", f"({since}-0", count=limit)
+                pipe.zrevrangebyscore(k.deleted(room), "+inf", f"({since}", start=0, num=limit)
+            entries, gone = await pipe.execute()
+        found = {int(entry_id.split("-", 1)[0]): (entry_id, fields) for entry_id, fields in entries}
+        ids = sorted({*found, *(int(i) for i in gone)})
+        ids = ids[:limit] if first else ids[-limit:]
+        return await self._as_they_stand(room, ids, found)
 
-    async def between(self, room: str, after: int, upto: int) -> list[Message]:
-        """The stored messages of ``room`` with ``after`` < id <= ``upto``, oldest first."""
-        entries = await self.redis.xrange(self.keys.stream(room), f"({after}-0", f"{upto}-0")
-        return [message(room, entry_id, fields) for entry_id, fields in entries]
+    async def _as_they_stand(self, room: str, ids: list[int], found: dict[int, tuple[str, dict[str, str]]]
+                             ) -> list[Message]:
+        if not ids:
+            return []
+        states = await self.redis.hmget(self.keys.states(room), [str(i) for i in ids])
+        out = []
+        for msg_id, raw in zip(ids, states, strict=True):
+            if raw is not None:
+                out.append(parse_state(room, msg_id, raw))
+            elif msg_id in found:
+                out.append(message(room, *found[msg_id]))
+        return out
+
+    async def message(self, room: str, msg_id: int) -> Optional[Message]:
+        found = await self.after(room, msg_id - 1, 1, first=True)
+        return found[0] if found and found[0].id == msg_id else None
+
+    async def updates_after(self, room: str, since: int, limit: int) -> list[Update]:
+        entries = await self.redis.xrange(self.keys.changes(room), f"({since}-0", "+", count=limit)
+        return [parse_update(room, int(entry_id.split("-", 1)[0]), json.loads(fields["j"]))
+                for entry_id, fields in entries]
+
+    async def between(self, room: str, after: int, upto: int) -> list[Entry]:
+        """The stored entries of ``room`` (messages as they stand, and changes) with
+        ``after`` < id <= ``upto``, in id order."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xrange(k.stream(room), f"({after}-0", f"{upto}-0")
+            pipe.zrangebyscore(k.deleted(room), f"({after}", upto)
+            pipe.xrange(k.changes(room), f"({after}-0", f"{upto}-0")
+            entries, gone, changes = await pipe.execute()
+        found = {int(entry_id.split("-", 1)[0]): (entry_id, fields) for entry_id, fields in entries}
+        out: list[Entry] = list(await self._as_they_stand(room, sorted({*found, *(int(i) for i in gone)}), found))
+        out += [parse_update(room, int(i.split("-", 1)[0]), json.loads(fields["j"])) for i, fields in changes]
+        return sorted(out, key=lambda e: e.id)
 
     async def count(self) -> int:
         rooms = await self.redis.hkeys(self.keys.last_ids)

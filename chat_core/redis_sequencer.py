@@ -30,18 +30,25 @@ from typing import Any, Optional
 
 from redis.exceptions import ConnectionError as RedisConnectionError, RedisError, ResponseError
 
-from .redis_history import COMMAND_TIMEOUT, RedisHistory, where
+from .redis_history import COMMAND_TIMEOUT, RedisHistory, message, parse_state, parse_update, state_json, where
+from .refusal import Refusal
 from .rules import CID_WINDOW
-from .store import Message
+from .store import Change, Entry, Message
 from .writer import Deliver, Draft, Sent, sent_back
 
 log = logging.getLogger("chat_core.redis")
 
 COMMIT = """
--- KEYS[1]: room -> newest id (hash); KEYS[2]: room -> newest time (hash); then, for each message,
--- its room's stream and the key remembering its cid (chat_core.resend)
--- ARGV[1]: channel; ARGV[2]: messages kept per room (0: all); ARGV[3]: deadline, ms of Redis time (0: none);
--- ARGV[4]: seconds a cid is remembered; then room, user, text, time, cid ('' for none), author for each message
+-- One batch of a room's entries: new messages, and changes to stored ones (edit, delete, react).
+-- KEYS[1]: room -> newest id (hash); KEYS[2]: room -> newest time (hash); then 7 keys per entry:
+--   its room's message stream, the key remembering a message's cid (chat_core.resend), the room's
+--   message states (hash), its changes (stream), the edits of a change's message (set), the deleted
+--   messages (sorted set), the ids in the states hash (sorted set)
+-- ARGV[1]: channel; ARGV[2]: entries kept per room (0: all); ARGV[3]: deadline, ms of Redis time (0: none);
+-- ARGV[4]: seconds a cid is remembered; then one JSON object per entry:
+--   a message {r, u, t, ts, c, a}; a change {r, k, g, u, ts, t, e, o, s, x}: kind, its message's id,
+--   ..., the message as it will stand (s), and as it stood when the change was checked (x, '' if it
+--   never changed): a message changed since (by another process) is not changed, its id is 0
 local deadline = tonumber(ARGV[3])
 if deadline > 0 then
   local now = redis.call('TIME')
@@ -50,33 +57,62 @@ if deadline > 0 then
   end
 end
 local keep, window = tonumber(ARGV[2]), tonumber(ARGV[4])
-local ids, out = {}, {}
-for i = 0, (#KEYS - 2) / 2 - 1 do
-  local room, user, text, ts = ARGV[5 + 6 * i], ARGV[6 + 6 * i], ARGV[7 + 6 * i], ARGV[8 + 6 * i]
-  local cid, author = ARGV[9 + 6 * i], ARGV[10 + 6 * i]
-  local stream, sent = KEYS[3 + 2 * i], KEYS[4 + 2 * i]
-  local before = false
-  if cid ~= '' then before = redis.call('GET', sent) end
-  if before then
-    ids[#ids + 1] = -tonumber(before)  -- sent already: not stored again
+local function add(stream, id, fields)
+  if keep > 0 then
+    redis.call('XADD', stream, 'MAXLEN', keep, id .. '-0', unpack(fields))
   else
-    local id = redis.call('HINCRBY', KEYS[1], room, 1)
-    redis.call('HSET', KEYS[2], room, ts)
-    local fields = {'u', user, 't', text, 'ts', ts}
-    if cid ~= '' then
-      fields[#fields + 1] = 'c'
-      fields[#fields + 1] = cid
-      fields[#fields + 1] = 'a'
-      fields[#fields + 1] = author
-      redis.call('SET', sent, id, 'EX', window)
-    end
-    if keep > 0 then
-      redis.call('XADD', stream, 'MAXLEN', keep, id .. '-0', unpack(fields))
+    redis.call('XADD', stream, id .. '-0', unpack(fields))
+  end
+end
+local ids, out = {}, {}
+for i = 0, #ARGV - 5 do
+  local it = cjson.decode(ARGV[5 + i])
+  local b = 2 + 7 * i
+  local stream, sent, states, changes = KEYS[b + 1], KEYS[b + 2], KEYS[b + 3], KEYS[b + 4]
+  local edits, deleted, changed = KEYS[b + 5], KEYS[b + 6], KEYS[b + 7]
+  if it.k == nil then
+    local before = false
+    if it.c ~= '' then before = redis.call('GET', sent) end
+    if before then
+      ids[#ids + 1] = -tonumber(before)  -- sent already: not stored again
     else
-      redis.call('XADD', stream, id .. '-0', unpack(fields))
+      local id = redis.call('HINCRBY', KEYS[1], it.r, 1)
+      redis.call('HSET', KEYS[2], it.r, it.ts)
+      local fields = {'u', it.u, 't', it.t, 'ts', it.ts, 'a', it.a}
+      if it.c ~= '' then
+        fields[#fields + 1] = 'c'
+        fields[#fields + 1] = it.c
+        redis.call('SET', sent, id, 'EX', window)
+      end
+      add(stream, id, fields)
+      if keep > 0 and id % 100 == 0 and id > keep then  -- what the stream let go of goes everywhere
+        local old = redis.call('ZRANGEBYSCORE', changed, '-inf', id - keep)
+        if #old > 0 then redis.call('HDEL', states, unpack(old)) end
+        redis.call('ZREMRANGEBYSCORE', changed, '-inf', id - keep)
+        redis.call('ZREMRANGEBYSCORE', deleted, '-inf', id - keep)
+      end
+      ids[#ids + 1] = id
+      out[#out + 1] = {it.r, id, it.u, it.t, it.ts, it.c}
     end
+  elseif (redis.call('HGET', states, it.g) or '') ~= it.x then
+    ids[#ids + 1] = 0  -- changed meanwhile: checked again and retried by the sender
+  else
+    local id = redis.call('HINCRBY', KEYS[1], it.r, 1)
+    redis.call('HSET', KEYS[2], it.r, it.ts)
+    local change = {k = it.k, g = it.g, u = it.u, ts = it.ts, t = it.t, e = it.e, o = it.o}
+    add(changes, id, {'j', cjson.encode(change)})
+    redis.call('HSET', states, it.g, it.s)
+    redis.call('ZADD', changed, it.g, it.g)
+    if it.k == 'edit' then redis.call('SADD', edits, id) end
+    if it.k == 'delete' then  -- no text anywhere: the message's entry and its edits go
+      redis.call('XDEL', stream, it.g .. '-0')
+      for _, e in ipairs(redis.call('SMEMBERS', edits)) do redis.call('XDEL', changes, e .. '-0') end
+      redis.call('DEL', edits)
+      redis.call('ZADD', deleted, it.g, it.g)
+    end
+    change.s, change.r, change.i = it.s, it.r, id
     ids[#ids + 1] = id
-    out[#out + 1] = {room, id, user, text, ts, cid}
+    out[#out + 1] = change
   end
 end
 if #out > 0 then redis.call('PUBLISH', ARGV[1], cjson.encode(out)) end
@@ -168,23 +204,90 @@ class RedisSequencer:
     # --- committing ------------------------------------------------------------
 
     async def commit(self, drafts: Sequence[Draft]) -> list[Sent]:
+        """Commit the batch; a change whose message another process changed meanwhile is
+        checked again against it and committed again (a few times at most)."""
+        outcomes: list[Optional[Sent]] = [None] * len(drafts)
+        todo = list(range(len(drafts)))
+        for _attempt in range(4):
+            todo = await self._commit_some(drafts, todo, outcomes)
+            if not todo:
+                break
+        for i in todo:
+            outcomes[i] = Sent(None, refused=Refusal("busy", "That message is being changed by others; try again."))
+        return [o for o in outcomes if o is not None]
+
+    async def _commit_some(self, drafts: Sequence[Draft], todo: list[int], outcomes: list[Optional[Sent]]) -> list[int]:
         if not self.synced or self.link is not Link.UP:  # (until caught up, ids Redis lost may still be raised)
             raise RedisConnectionError("not subscribed to Redis (reconnecting)")
-        keys = [self.keys.last_ids, self.keys.times]
+        k = self.keys
+        states = await self._states([drafts[i] for i in todo if drafts[i].kind is not None])
+        keys = [k.last_ids, k.times]
         deadline = int(time.time() * 1000 + self._offset_ms + DEADLINE * 1000)
-        args: list[Any] = [self.keys.events, self.history.keep, deadline, int(CID_WINDOW)]
-        for d in drafts:
-            keys += [self.keys.stream(d.room), self.keys.sent(d.room, d.author, d.cid or "")]
-            args += [d.room, d.user, d.text, repr(d.ts), d.cid or "", d.author]
+        args: list[Any] = [k.events, self.history.keep, deadline, int(CID_WINDOW)]
+        sending: list[int] = []
+        for i in todo:
+            d = drafts[i]
+            keys += [k.stream(d.room), k.sent(d.room, d.author, d.cid or ""), k.states(d.room), k.changes(d.room),
+                     k.edits(d.room, d.target), k.deleted(d.room), k.changed(d.room)]
+            if d.kind is None:
+                item: dict[str, Any] = {"r": d.room, "u": d.user, "t": d.text, "ts": repr(d.ts), "c": d.cid or "",
+                                        "a": d.author}
+            else:
+                raw, current = states[(d.room, d.target)]
+                try:
+                    state, on = d.change(current)
+                except Refusal as exc:
+                    outcomes[i] = Sent(None, refused=exc)
+                    keys = keys[:-7]
+                    continue
+                new = state_json(state)
+                states[(d.room, d.target)] = (new, state)  # (a second change of it in this batch follows this one)
+                item = {"r": d.room, "k": d.kind.value, "g": d.target, "u": d.user, "ts": repr(d.ts),
+                        "t": state.text if d.kind is Change.EDIT else "", "e": d.emoji, "o": on, "s": new, "x": raw}
+            args.append(json.dumps(item, ensure_ascii=False))
+            sending.append(i)
+        if not sending:
+            return []
         try:
-            ids = await self._commit(keys=keys, args=args)
+            ids = [int(i) for i in await self._commit(keys=keys, args=args)]
         except ResponseError as exc:
             if str(exc).startswith("EXPIRED"):  # (or this machine's clock moved: measure it again)
                 await self._sync_clock()
             raise
-        fresh = [d.message(int(i)) for d, i in zip(drafts, ids, strict=True) if int(i) > 0]
-        known = {n: -int(i) for n, i in enumerate(ids) if int(i) < 0}
-        return await sent_back(self.history, drafts, fresh, known)
+        again = [i for i, new_id in zip(sending, ids, strict=True) if new_id == 0]  # changed meanwhile: again
+        done = [(n, i, new_id) for n, (i, new_id) in enumerate(zip(sending, ids, strict=True)) if new_id != 0]
+        fresh: list[Entry] = []
+        known: dict[int, int] = {}
+        for m, (n, i, new_id) in enumerate(done):
+            d = drafts[i]
+            if new_id < 0:
+                known[m] = -new_id
+            elif d.kind is None:
+                fresh.append(d.message(new_id))
+            else:
+                after = states[(d.room, d.target)][1]
+                assert after is not None
+                fresh.append(d.update(new_id, after, json.loads(args[4 + n])["o"]))
+        settled = await sent_back(self.history, [drafts[i] for _, i, _ in done], fresh, known)
+        for (_, i, _), sent in zip(done, settled, strict=True):
+            outcomes[i] = sent
+        return again
+
+    async def _states(self, drafts: Sequence[Draft]) -> dict[tuple[str, int], tuple[str, Optional[Message]]]:
+        """The messages these changes are to: (the state as kept, '' for a message never
+        changed; the message as it stands, None if not in the history)."""
+        out: dict[tuple[str, int], tuple[str, Optional[Message]]] = {}
+        for d in drafts:
+            key = (d.room, d.target)
+            if key in out:
+                continue
+            raw = await self.redis.hget(self.keys.states(d.room), str(d.target))
+            if raw is not None:
+                out[key] = (raw, parse_state(d.room, d.target, raw))
+            else:
+                entries = await self.redis.xrange(self.keys.stream(d.room), f"{d.target}-0", f"{d.target}-0")
+                out[key] = ("", message(d.room, *entries[0]) if entries else None)
+        return out
 
     async def writable(self) -> bool:
         return self.synced and self.link is Link.UP and bool(await self.redis.ping())
@@ -270,23 +373,28 @@ class RedisSequencer:
             if self._wanted(room):
                 missed = await self.history.between(room, last, top)
             else:  # nobody here: the newest is enough (the rooms list)
-                missed = await self.history.after(room, top - 1, 1)
+                missed = await self.history.between(room, top - 1, top)
             self.delivered[room] = top
             self._deliver(missed)
 
-    async def _take(self, batch: list[list[Any]]) -> None:
-        """A published batch: each message delivered once, after any this process missed."""
-        out: list[Message] = []
+    async def _take(self, batch: list[Any]) -> None:
+        """A published batch: each entry delivered once, after any this process missed."""
+        out: list[Entry] = []
         try:
-            for room, msg_id, user, text, ts, cid in batch:
-                msg_id = int(msg_id)
-                last = self.delivered.get(room, 0)
-                if msg_id <= last:
+            for item in batch:
+                entry: Entry
+                if isinstance(item, dict):  # a change
+                    entry = parse_update(item["r"], int(item["i"]), item)
+                else:
+                    room, msg_id, user, text, ts, cid = item
+                    entry = Message(room, int(msg_id), user, text, float(ts), cid or None)
+                room, last = entry.room, self.delivered.get(entry.room, 0)
+                if entry.id <= last:
                     continue  # already delivered (caught up from the stream)
-                if msg_id > last + 1 and self._wanted(room):
-                    out += await self.history.between(room, last, msg_id - 1)
-                out.append(Message(room, msg_id, user, text, float(ts), cid or None))
-                self.delivered[room] = msg_id
+                if entry.id > last + 1 and self._wanted(room):
+                    out += await self.history.between(room, last, entry.id - 1)
+                out.append(entry)
+                self.delivered[room] = entry.id
         finally:  # what was counted as delivered is delivered, even if a read for a gap failed
             if out:
                 self._deliver(out)

@@ -18,7 +18,7 @@ from typing import Optional
 
 from . import protocol
 from .outbox import Outbox
-from .store import Message, Store
+from .store import Change, Message, Store, Update
 
 
 class Member:
@@ -45,6 +45,8 @@ class Room:
     cache_size: int
     members: dict[str, Member] = field(default_factory=dict)
     recent: deque[tuple[int, str]] = field(default_factory=deque)  # (id, encoded msg frame), oldest first
+    # (id, encoded change frame, its message's id, an edit?), since recent[0]
+    updates: deque[tuple[int, str, int, bool]] = field(default_factory=deque)
     last_id: int = 0  # newest id broadcast in this room
     loaded: Optional[asyncio.Future[None]] = None
     joining: int = 0  # joins waiting on this room's history: keeps it alive
@@ -70,11 +72,34 @@ class Room:
         self.recent.append((msg_id, frame))
         if len(self.recent) > self.cache_size:
             self.recent.popleft()
+            first = self.recent[0][0]
+            while self.updates and self.updates[0][0] < first:
+                self.updates.popleft()
         self.last_id = msg_id
+
+    def remember_update(self, update: Update, frame: str, state: Optional[str]) -> None:
+        """A change: kept for replays, and the cached frame of its message (``state``) replaced.
+        A delete takes the message's edits out of the cache (no text anywhere), as the stores do."""
+        update_id, target = update.id, update.target
+        if update.kind is Change.DELETE:
+            self.updates = deque(e for e in self.updates if not (e[2] == target and e[3]))
+        self.updates.append((update_id, frame, target, update.kind is Change.EDIT))
+        if len(self.updates) > self.cache_size:
+            self.updates_from = self.updates.popleft()[0] + 1
+        if state is not None and self.recent and target >= self.recent[0][0]:
+            for i, (msg_id, _) in enumerate(self.recent):
+                if msg_id == target:
+                    self.recent[i] = (msg_id, state)
+                    break
+        self.last_id = update_id
 
     @property
     def first_cached(self) -> int:
-        return self.recent[0][0] if self.recent else self.last_id + 1
+        """The first id from which the cache holds every entry (messages and changes)."""
+        first = self.recent[0][0] if self.recent else self.last_id + 1
+        return max(first, self.updates_from)
+
+    updates_from: int = 0  # the cache holds every change from this id on
 
 
 class RoomRegistry:
@@ -94,8 +119,8 @@ class RoomRegistry:
         entry = self.stored.get(name)
         return entry[0] if entry is not None else 0
 
-    def note_stored(self, message: Message) -> None:
-        self.stored[message.room] = (message.id, message.ts)
+    def note_stored(self, entry: Message | Update) -> None:
+        self.stored[entry.room] = (entry.id, entry.ts)
 
     # --- the rooms list ------------------------------------------------------
 
@@ -134,18 +159,28 @@ class RoomRegistry:
         room.joining += 1
         try:
             stored = await self.store.after(name, 0, self.cache_size)
+            first = stored[0].id if stored else room.last_id + 1
+            changes = await self.store.updates_after(name, first - 1, self.cache_size)
         except BaseException as exc:
             room.loaded.set_exception(exc)
             room.loaded.exception()  # retrieved: joiners waiting on it re-raise it themselves
             self.release(room)
             raise
-        # messages broadcast while the history was being read are newer than any of it
-        newer = [entry for entry in room.recent if not stored or entry[0] > stored[-1].id]
+        # entries broadcast while the history was being read are newer than any of it
+        top = max(stored[-1].id if stored else 0, changes[-1].id if changes else 0)
+        newer = [entry for entry in room.recent if entry[0] > top]
+        newer_updates = [entry for entry in room.updates if entry[0] > top]
+        newer_ids = [e[0] for e in newer] + [e[0] for e in newer_updates]
         room.recent.clear()
+        room.updates.clear()
         for m in stored:
             room.remember(m.id, protocol.msg_frame(m.payload()))
-        for msg_id, frame in newer:
-            room.remember(msg_id, frame)
+        room.updates.extend((u.id, protocol.update_frame(u), u.target, u.kind is Change.EDIT) for u in changes)
+        # (more changes than the cache holds: replays read them from the store)
+        room.updates_from = first if len(changes) < self.cache_size else top + 1
+        room.recent.extend(newer)
+        room.updates.extend(newer_updates)
+        room.last_id = max(room.last_id, top, *newer_ids)
         room.loaded.set_result(None)
         return room
 
@@ -162,17 +197,20 @@ class RoomRegistry:
 
     # --- history for a joiner --------------------------------------------------
 
-    def history(self, room: Room, since: Optional[int], older: list[Message], history_limit: int,
-                replay_limit: int) -> tuple[list[str], Optional[int]]:
+    def history(self, room: Room, since: Optional[int], older: list[Message], older_updates: list[Update],
+                history_limit: int, replay_limit: int) -> tuple[list[str], Optional[int]]:
         """Encoded history frames for a joiner, and the first id among them: without
-        ``since`` the last ``history_limit``; with it, what came after (``older`` from the
-        store, then the cache), at most ``replay_limit`` (0: all)."""
+        ``since`` the last ``history_limit`` messages as they stand; with it, every entry
+        after it, messages and changes in id order (``older`` and ``older_updates`` from
+        the store, then the cache), at most ``replay_limit`` (0: all)."""
         if since is None:
             entries = list(room.recent)[-history_limit:] if history_limit else []
         else:
-            entries = [(m.id, protocol.msg_frame(m.payload())) for m in older if m.id <= room.last_id]
-            top = entries[-1][0] if entries else since
-            entries += [e for e in room.recent if e[0] > top]
+            found = {m.id: protocol.msg_frame(m.payload()) for m in older}
+            found.update((u.id, protocol.update_frame(u)) for u in older_updates)
+            found.update(e for e in room.recent if e[0] > since)  # (the cache's: as they stand now)
+            found.update((e[0], e[1]) for e in room.updates if e[0] > since)
+            entries = sorted((e for e in found.items() if since < e[0] <= room.last_id), key=lambda e: e[0])
             if replay_limit:
                 entries = entries[-replay_limit:]
         first = entries[0][0] if entries else None

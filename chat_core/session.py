@@ -17,10 +17,11 @@ from typing import Optional
 from . import protocol
 from .hub import Hub, Member
 from .limits import AddressCounter, Flood, KeyedBuckets, TokenBucket
-from .protocol import CloseCode, Join, Msg, Ping, ProtocolError, Typing
+from .protocol import CloseCode, Delete, Edit, Join, Msg, Ping, ProtocolError, React, Typing
 from .refusal import Refusal
 from .rules import TYPING_EVERY
 from .settings import Settings
+from .store import Change
 
 log = logging.getLogger("chat_core.session")
 
@@ -105,6 +106,12 @@ class FrameHandler:
                     self._too_fast(session, "Slow down: that message was not sent.", cid)
                     return
                 hub.post(member, frame.text, cid)
+            elif isinstance(frame, (Edit, Delete, React)):  # changes count as messages against every rate
+                hub.check_post(member)
+                if not (session.messages.take() and await self.limits.message(session.address, member.key or "")):
+                    self._too_fast(session, "Slow down: that change was not made.")
+                    return
+                self._change(member, frame)
             elif isinstance(frame, Join):
                 if session.login is not None:
                     frame = Join(session.login, frame.room, frame.since, frame.token)
@@ -134,6 +141,14 @@ class FrameHandler:
             self._too_fast(session, "Too many new names from this address; wait a moment.")
             return
         await hub.join(member, frame, trusted=session.login is not None)
+
+    def _change(self, member: Member, frame: Edit | Delete | React) -> None:
+        if isinstance(frame, Edit):
+            self.hub.change(member, Change.EDIT, frame.id, text=frame.text)
+        elif isinstance(frame, Delete):
+            self.hub.change(member, Change.DELETE, frame.id)
+        else:
+            self.hub.change(member, Change.REACT, frame.id, emoji=frame.emoji)
 
     def _typing(self, session: Session) -> None:
         """Relay at most one typing per connection every TYPING_EVERY seconds; the rest

@@ -13,15 +13,17 @@ same file would reuse them (a lock file refuses it, see :class:`StoreInUse`).
 from __future__ import annotations
 
 import asyncio
+import enum
+import json
 import os
 import sqlite3
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Optional, TypeVar
+from typing import IO, Any, Optional, TypeVar, Union
 
 try:
     import fcntl
@@ -52,8 +54,13 @@ class Claim:
     last_seen: float
 
 
+Reactions = tuple[tuple[str, tuple[str, ...]], ...]  # (emoji, names who gave it), in the order first given
+
+
 @dataclass(frozen=True)
 class Message:
+    """A message as it stands now (edits, a delete and reactions applied)."""
+
     room: str
     id: int
     user: str
@@ -61,12 +68,62 @@ class Message:
     ts: float
     cid: Optional[str] = None  # the sender's own id for it (chat_core.resend)
     author: str = ""  # identity.author_of the sender's token; never sent to clients
+    edited: Optional[float] = None  # time of the last edit
+    deleted: bool = False  # then text is "" and nothing else of it is kept but who and when
+    reactions: Reactions = ()
 
     def payload(self) -> dict[str, Any]:
-        if self.cid is None:
-            return {"user": self.user, "text": self.text, "ts": self.ts, "id": self.id, "room": self.room}
-        return {"user": self.user, "text": self.text, "ts": self.ts, "id": self.id, "room": self.room,
-                "cid": self.cid}
+        """The ``msg`` payload: the seed's fields, and the others only when they say something."""
+        p: dict[str, Any] = {"user": self.user, "text": self.text, "ts": self.ts, "id": self.id, "room": self.room}
+        if self.cid is not None:
+            p["cid"] = self.cid
+        if self.edited is not None:
+            p["edited"] = self.edited
+        if self.deleted:
+            p["deleted"] = True
+        if self.reactions:
+            p["reactions"] = {emoji: list(names) for emoji, names in self.reactions}
+        return p
+
+
+class Change(enum.Enum):
+    """What an :class:`Update` does to its message."""
+
+    EDIT = "edit"
+    DELETE = "delete"
+    REACT = "react"
+
+
+@dataclass(frozen=True)
+class Update:
+    """A change to a message: an entry of the room's sequence with an id of its own, so a
+    client back with ``since`` gets the changes it missed in order (docs/protocol.md)."""
+
+    room: str
+    id: int
+    kind: Change
+    target: int  # the message's id
+    user: str  # who made the change
+    ts: float
+    text: str = ""  # EDIT: the new text ("" once the message is deleted)
+    emoji: str = ""  # REACT
+    on: bool = False  # REACT: given (True) or taken back
+    state: Optional[Message] = field(default=None, compare=False)  # the message after it, when known
+
+    @property
+    def frame_type(self) -> str:
+        return self.kind.value
+
+    def payload(self) -> dict[str, Any]:
+        p: dict[str, Any] = {"id": self.id, "target": self.target, "user": self.user, "room": self.room, "ts": self.ts}
+        if self.kind is Change.EDIT:
+            p["text"] = self.text
+        elif self.kind is Change.REACT:
+            p["emoji"], p["on"] = self.emoji, self.on
+        return p
+
+
+Entry = Union[Message, Update]  # what the room's sequence holds
 
 
 class Store:
@@ -83,9 +140,20 @@ class Store:
     async def close(self) -> None:
         """Release the backend; appends that returned are durable."""
 
-    async def append(self, messages: Sequence[Message]) -> None:
-        """Store a batch atomically: all of it or, raising, none."""
+    async def append(self, messages: Sequence[Message], updates: Sequence[Update] = (),
+                     changed: Sequence[Message] = ()) -> None:
+        """Store a batch atomically: all of it or, raising, none. ``updates`` are the batch's
+        changes, ``changed`` the messages they changed, as they stand after them."""
         raise NotImplementedError
+
+    async def message(self, room: str, msg_id: int) -> Optional[Message]:
+        """One message as it stands, if still kept."""
+        found = await self.after(room, msg_id - 1, 1, first=True)
+        return found[0] if found and found[0].id == msg_id else None
+
+    async def updates_after(self, room: str, since: int, limit: int) -> list[Update]:
+        """The first ``limit`` changes of ``room`` with id > ``since``, in id order."""
+        return []
 
     async def last_ids(self) -> dict[str, int]:
         """The newest id of every room ever written to."""
@@ -126,13 +194,33 @@ class MemoryStore(Store):
     def __init__(self, keep: int = 0) -> None:
         super().__init__(keep)
         self._rooms: defaultdict[str, deque[Message]] = defaultdict(lambda: deque(maxlen=keep or None))
+        self._updates: defaultdict[str, deque[Update]] = defaultdict(lambda: deque(maxlen=keep or None))
 
-    async def append(self, messages: Sequence[Message]) -> None:
+    async def append(self, messages: Sequence[Message], updates: Sequence[Update] = (),
+                     changed: Sequence[Message] = ()) -> None:
         for m in messages:
             self._rooms[m.room].append(m)
+        for u in updates:
+            self._updates[u.room].append(u)
+        for m in changed:
+            q = self._rooms[m.room]
+            for i, old in enumerate(q):
+                if old.id == m.id:
+                    q[i] = m
+        for m in changed:
+            if m.deleted:  # no text anywhere: its edits go too
+                kept = [u for u in self._updates[m.room] if not (u.target == m.id and u.kind is Change.EDIT)]
+                self._updates[m.room] = deque(kept, maxlen=self.keep or None)
+
+    async def updates_after(self, room: str, since: int, limit: int) -> list[Update]:
+        return [u for u in self._updates.get(room, ()) if u.id > since][:limit]
 
     async def rooms(self) -> dict[str, tuple[int, float]]:
-        return {room: (q[-1].id, q[-1].ts) for room, q in self._rooms.items() if q}
+        out = {room: (q[-1].id, q[-1].ts) for room, q in self._rooms.items() if q}
+        for room, u in ((room, q[-1]) for room, q in self._updates.items() if q):
+            if u.id > out.get(room, (0, 0.0))[0]:
+                out[room] = (u.id, u.ts)
+        return out
 
     async def after(self, room: str, since: int, limit: int, first: bool = False) -> list[Message]:
         q = self._rooms.get(room)
@@ -163,6 +251,18 @@ CREATE TABLE IF NOT EXISTS messages (
     user TEXT NOT NULL,
     text TEXT NOT NULL,
     ts   REAL NOT NULL,
+    PRIMARY KEY (room, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS changes (
+    room   TEXT NOT NULL,
+    id     INTEGER NOT NULL,
+    kind   TEXT NOT NULL,
+    target INTEGER NOT NULL,
+    user   TEXT NOT NULL,
+    ts     REAL NOT NULL,
+    text   TEXT NOT NULL DEFAULT '',
+    emoji  TEXT NOT NULL DEFAULT '',
+    given  INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (room, id)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS claims (
@@ -223,19 +323,33 @@ class SQLiteStore(Store):
             self._lock.close()  # releases the lock
             self._lock = None
 
-    async def append(self, messages: Sequence[Message]) -> None:
-        await self._run(self._append, messages)
+    async def append(self, messages: Sequence[Message], updates: Sequence[Update] = (),
+                     changed: Sequence[Message] = ()) -> None:
+        await self._run(self._append, messages, updates, changed)
 
-    def _append(self, messages: Sequence[Message]) -> None:
+    def _append(self, messages: Sequence[Message], updates: Sequence[Update], changed: Sequence[Message]) -> None:
         db = self._db
         assert db is not None, "store is not open"
-        rows = [(m.room, m.id, m.user, m.text, m.ts, m.cid, m.author or None) for m in messages]
         with transaction(db):
-            db.executemany(f"INSERT INTO messages ({COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
+            if messages:
+                db.executemany(f"INSERT INTO messages ({COLUMNS}) VALUES ({', '.join('?' * 10)})",
+                               [message_row(m) for m in messages])
+            if updates:
+                db.executemany(
+                    "INSERT INTO changes (room, id, kind, target, user, ts, text, emoji, given) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(u.room, u.id, u.kind.value, u.target, u.user, u.ts, u.text, u.emoji, int(u.on)) for u in updates])
+            for m in changed:
+                db.execute(
+                    "UPDATE messages SET text = ?, edited = ?, deleted = ?, reactions = ? WHERE room = ? AND id = ?",
+                    (m.text, m.edited, int(m.deleted) or None, reactions_json(m.reactions), m.room, m.id),
+                )
+                if m.deleted:  # no text anywhere: its edits go too
+                    db.execute("DELETE FROM changes WHERE room = ? AND target = ? AND kind = 'edit'", (m.room, m.id))
             if self.keep:
-                self._prune(db, messages)
+                self._prune(db, [*messages, *updates])
 
-    def _prune(self, db: sqlite3.Connection, messages: Sequence[Message]) -> None:
+    def _prune(self, db: sqlite3.Connection, messages: Sequence[Entry]) -> None:
         # Prune a room each time its newest id crosses a multiple of 100: cheap and bounded.
         newest: dict[str, int] = {}
         for m in messages:
@@ -246,6 +360,7 @@ class SQLiteStore(Store):
         for room, top in newest.items():
             if top // 100 != (first[room] - 1) // 100 and top > self.keep:
                 db.execute("DELETE FROM messages WHERE room = ? AND id <= ?", (room, top - self.keep))
+                db.execute("DELETE FROM changes WHERE room = ? AND id <= ?", (room, top - self.keep))
 
     async def rooms(self) -> dict[str, tuple[int, float]]:
         return await self._run(self._rooms)
@@ -253,8 +368,12 @@ class SQLiteStore(Store):
     def _rooms(self) -> dict[str, tuple[int, float]]:
         assert self._db is not None
         # With MAX(), SQLite takes the bare column `ts` from the row holding the maximum.
-        rows = self._db.execute("SELECT room, MAX(id), ts FROM messages GROUP BY room").fetchall()
-        return {room: (last, ts) for room, last, ts in rows}
+        out: dict[str, tuple[int, float]] = {}
+        for table in ("messages", "changes"):  # (both are entries of a room's sequence: ids go on from the newest)
+            for room, last, ts in self._db.execute(f"SELECT room, MAX(id), ts FROM {table} GROUP BY room"):
+                if last > out.get(room, (0, 0.0))[0]:
+                    out[room] = (last, ts)
+        return out
 
     async def load_claims(self) -> list[Claim]:
         return await self._run(self._load_claims)
@@ -288,6 +407,16 @@ class SQLiteStore(Store):
         ).fetchall()
         return [row_message(row) for row in (rows if first else reversed(rows))]
 
+    async def updates_after(self, room: str, since: int, limit: int) -> list[Update]:
+        return await self._run(self._updates_after, room, since, limit)
+
+    def _updates_after(self, room: str, since: int, limit: int) -> list[Update]:
+        assert self._db is not None
+        rows = self._db.execute(
+            "SELECT room, id, kind, target, user, ts, text, emoji, given FROM changes "
+            "WHERE room = ? AND id > ? ORDER BY id LIMIT ?", (room, since, limit)).fetchall()
+        return [Update(r, i, Change(k), t, u, ts, text, emoji, bool(g)) for r, i, k, t, u, ts, text, emoji, g in rows]
+
     async def recent_sends(self, since_ts: float) -> list[Message]:
         return await self._run(self._recent_sends, since_ts)
 
@@ -302,10 +431,10 @@ class SQLiteStore(Store):
         return await self._run(lambda: self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])  # type: ignore[union-attr]
 
 
-COLUMNS = "room, id, user, text, ts, cid, author"
+COLUMNS = "room, id, user, text, ts, cid, author, edited, deleted, reactions"
 
 # Columns added after the first release, for databases written by an older version.
-ADDED = {"cid": "TEXT", "author": "TEXT"}
+ADDED = {"cid": "TEXT", "author": "TEXT", "edited": "REAL", "deleted": "INTEGER", "reactions": "TEXT"}
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -317,9 +446,24 @@ def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS messages_sent ON messages (ts) WHERE cid IS NOT NULL")
 
 
+def message_row(m: Message) -> tuple[Any, ...]:
+    return (m.room, m.id, m.user, m.text, m.ts, m.cid, m.author or None, m.edited, int(m.deleted) or None,
+            reactions_json(m.reactions))
+
+
 def row_message(row: tuple[Any, ...]) -> Message:
-    room, msg_id, user, text, ts, cid, author = row
-    return Message(room, msg_id, user, text, ts, cid, author or "")
+    room, msg_id, user, text, ts, cid, author, edited, deleted, reactions = row
+    return Message(room, msg_id, user, text, ts, cid, author or "", edited, bool(deleted), parse_reactions(reactions))
+
+
+def reactions_json(reactions: Reactions) -> Optional[str]:
+    return json.dumps([[emoji, list(names)] for emoji, names in reactions], ensure_ascii=False) if reactions else None
+
+
+def parse_reactions(raw: Optional[str]) -> Reactions:
+    if not raw:
+        return ()
+    return tuple((emoji, tuple(names)) for emoji, names in json.loads(raw))
 
 
 @contextmanager

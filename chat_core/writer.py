@@ -27,10 +27,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Optional, Protocol
 
-from . import protocol
+from . import changes, protocol
+from .refusal import Refusal
 from .resend import RecentSends
 from .rooms import Member
-from .store import Message, Store
+from .store import Change, Entry, Message, Store, Update
 
 log = logging.getLogger("chat_core.writer")
 
@@ -50,7 +51,7 @@ class Health(enum.Enum):
 
 @dataclass
 class Draft:
-    """A message on its way: no id yet."""
+    """A message, or a change to one (``kind``), on its way: no id yet."""
 
     member: Member
     room: str
@@ -59,20 +60,35 @@ class Draft:
     ts: float
     cid: Optional[str] = None
     author: str = ""
+    kind: Optional[Change] = None  # None: a new message
+    target: int = 0  # a change's message
+    emoji: str = ""
 
     def message(self, msg_id: int) -> Message:
         return Message(self.room, msg_id, self.user, self.text, self.ts, self.cid, self.author)
 
+    def update(self, msg_id: int, state: Message, on: bool) -> Update:
+        text = state.text if self.kind is Change.EDIT else ""
+        assert self.kind is not None
+        return Update(self.room, msg_id, self.kind, self.target, self.user, self.ts, text, self.emoji, on, state)
+
+    def change(self, current: Optional[Message]) -> tuple[Message, bool]:
+        """The target after this change (:func:`chat_core.changes.apply`), or :class:`Refusal`."""
+        assert self.kind is not None
+        return changes.apply(current, self.kind, self.author, self.user, self.ts, self.text, self.emoji)
+
 
 class Sent(NamedTuple):
-    """What became of one draft: stored now, or ``again``: its ``cid`` was sent already
-    and ``message`` is the one stored then (given back to the sender alone)."""
+    """What became of one draft: ``entry`` stored now; or ``again``: its ``cid`` was sent
+    already and ``entry`` is the message stored then (given back to the sender alone); or
+    ``refused``, a change the rules do not allow (told to the sender alone)."""
 
-    message: Message
+    entry: Optional[Entry]
     again: bool = False
+    refused: Optional[Refusal] = None
 
 
-Deliver = Callable[[list[Message]], None]
+Deliver = Callable[[Sequence[Entry]], None]
 
 
 class Sequencer(Protocol):
@@ -126,51 +142,79 @@ class LocalSequencer:
 
     async def commit(self, drafts: Sequence[Draft]) -> list[Sent]:
         before: dict[str, int] = {}
+        entries: list[Entry] = []  # in id order
         messages: list[Message] = []
+        changed: dict[tuple[str, int], Message] = {}  # messages as they stand after this batch's changes
         known: dict[int, int] = {}  # draft index -> id of the message its cid was sent with
+        refused: dict[int, Refusal] = {}
         sends = self.sends
-        for i, d in enumerate(drafts):
-            if d.cid is not None:
-                sent = sends.find(d.room, d.author, d.cid)
-                if sent is not None:
-                    known[i] = sent
-                    continue
-            last = self._last_ids.get(d.room, 0)
-            before.setdefault(d.room, last)
-            self._last_ids[d.room] = last + 1
-            m = d.message(last + 1)
-            messages.append(m)
-            sends.add(m)  # (a second draft of the batch with this cid is a resend too)
+
+        def next_id(room: str) -> int:
+            last = self._last_ids.get(room, 0)
+            before.setdefault(room, last)
+            self._last_ids[room] = last + 1
+            return last + 1
+
         try:
-            if messages:
-                await self.store.append(messages)
+            for i, d in enumerate(drafts):
+                if d.kind is not None:
+                    key = (d.room, d.target)
+                    current = changed.get(key)
+                    if current is None:
+                        made = next((m for m in messages if (m.room, m.id) == key), None)
+                        current = made or await self.store.message(d.room, d.target)
+                    try:
+                        state, on = d.change(current)
+                    except Refusal as exc:
+                        refused[i] = exc
+                        continue
+                    changed[key] = state
+                    entries.append(d.update(next_id(d.room), state, on))
+                    continue
+                if d.cid is not None:
+                    sent = sends.find(d.room, d.author, d.cid)
+                    if sent is not None:
+                        known[i] = sent
+                        continue
+                m = d.message(next_id(d.room))
+                messages.append(m)
+                entries.append(m)
+                sends.add(m)  # (a second draft of the batch with this cid is a resend too)
+            if entries:  # (a message of this batch that a change of it changed goes in as it stands)
+                new = {(m.room, m.id) for m in messages}
+                await self.store.append(
+                    [changed.get((m.room, m.id), m) for m in messages],
+                    [e for e in entries if isinstance(e, Update)],
+                    [m for key, m in changed.items() if key not in new],
+                )
         except BaseException:
             self._last_ids.update(before)  # nobody saw these ids: give them out again
             sends.forget(messages)
             raise
-        self._deliver(messages)
-        return await sent_back(self.store, drafts, messages, known)
+        self._deliver(entries)
+        return await sent_back(self.store, drafts, entries, known, refused)
 
 
-async def sent_back(store: Store, drafts: Sequence[Draft], fresh: list[Message], known: dict[int, int]) -> list[Sent]:
-    """Each draft's outcome, in order: its new message, or the one stored with its ``cid``
-    before (read back from the store; if the store no longer has it, the draft under
-    the id it was stored with)."""
-    if not known:
-        return [Sent(m) for m in fresh]
+async def sent_back(store: Store, drafts: Sequence[Draft], fresh: Sequence[Entry], known: dict[int, int],
+                    refused: Optional[dict[int, Refusal]] = None) -> list[Sent]:
+    """Each draft's outcome, in order: its new entry; the message stored with its ``cid``
+    before (read back from the store; if the store no longer has it, the draft under the
+    id it was stored with); or its refusal."""
+    refused = refused or {}
+    if not known and not refused:
+        return [Sent(e) for e in fresh]
     new = iter(fresh)
-    batch = {(m.room, m.id): m for m in fresh}
+    batch = {(e.room, e.id): e for e in fresh if isinstance(e, Message)}
     out = []
     for i, d in enumerate(drafts):
-        if i not in known:
+        if i in refused:
+            out.append(Sent(None, refused=refused[i]))
+        elif i not in known:
             out.append(Sent(next(new)))
-            continue
-        msg_id = known[i]
-        original = batch.get((d.room, msg_id))
-        if original is None:
-            found = await store.after(d.room, msg_id - 1, 1, first=True)
-            original = found[0] if found and found[0].id == msg_id else d.message(msg_id)
-        out.append(Sent(original, again=True))
+        else:
+            msg_id = known[i]
+            original = batch.get((d.room, msg_id)) or await store.message(d.room, msg_id) or d.message(msg_id)
+            out.append(Sent(original, again=True))
     return out
 
 
@@ -258,11 +302,14 @@ class HistoryWriter:
                 draft.member.send(err if draft.cid is None else protocol.error("store_unavailable", text, draft.cid))
             return
         self._recovered()
-        fresh = len(sent)
-        for draft, (message, again) in zip(batch, sent, strict=True):
-            if again:  # sent before: the stored one goes back to its sender, nobody else
-                draft.member.send(protocol.msg_frame(message.payload()))
-                fresh -= 1
+        fresh = 0
+        for draft, (entry, again, refused) in zip(batch, sent, strict=True):
+            if refused is not None:  # a change the rules do not allow: told to its sender alone
+                draft.member.send(protocol.error(refused.code, refused.message))
+            elif again and entry is not None:  # sent before: the stored one goes back to its sender, nobody else
+                draft.member.send(protocol.msg_frame(entry.payload()))
+            else:
+                fresh += 1
         self.messages += fresh
         self.commits += 1
 

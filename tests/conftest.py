@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 
 import pytest
 
@@ -39,6 +40,18 @@ def engine_args(request: pytest.FixtureRequest, tmp_path) -> list[str]:
     if request.param == "redis":
         return ["--redis-url", request.getfixturevalue("redis_url")]
     return ["--db", str(tmp_path / "chat.db")]
+
+
+@pytest.fixture
+def two(redis_url: str, tmp_path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
+    """Two chat processes on the same Redis."""
+    with ExitStack() as stack:
+        servers = []
+        for name in ("a", "b"):
+            srv = ServerProcess(["--redis-url", redis_url], log_path=tmp_path / f"{name}.log")
+            stack.enter_context(srv)
+            servers.append(srv)
+        yield servers[0], servers[1]
 
 
 @pytest.fixture

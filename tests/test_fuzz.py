@@ -47,7 +47,7 @@ from websockets.exceptions import ConnectionClosed
 
 from chat_core import names, protocol
 from chat_core.outbox import TaskOutbox
-from chat_core.protocol import Join, Msg, Ping, ProtocolError
+from chat_core.protocol import Delete, Edit, Join, Msg, Ping, ProtocolError, React, Typing
 from chat_core.settings import Settings
 from chat_core.web import ChatServer, Session
 from servers import ServerProcess
@@ -98,7 +98,8 @@ def test_the_docs_tables_were_found():
     assert {"bad_json", "bad_frame", "unknown_type", "bad_field", "not_joined", "empty_text", "text_too_long",
             "bad_name", "bad_room", "bad_text", "name_taken", "bad_token", "binary_not_supported"} <= ERROR_CODES
     assert {1000, 1001, 1007, 1008, 1009, 1011, 1013, 4001} <= CLOSE_CODES
-    assert FRAME_KINDS == {"join", "msg", "ping"} and set(JOIN_FIELDS) == {"user", "room", "since", "token"}
+    assert FRAME_KINDS == {"join", "msg", "ping", "typing", "edit", "delete", "react"}
+    assert set(JOIN_FIELDS) == {"user", "room", "since", "token"}
     assert NAME_MAX > 1 and TOKEN_MAX > 1 and DOC_MAX_TEXT > 1 and DEFAULT_ROOM == "lobby"
     assert [r for r in ["lobby", "Red", "r.e-d_1", "0", "x" * 32] if DOC_ROOM_RE.fullmatch(r)] == \
         ["lobby", "Red", "r.e-d_1", "0", "x" * 32]
@@ -205,7 +206,7 @@ def outcome(raw, max_text=MAX_TEXT):
         assert exc.code in ERROR_CODES, f"undocumented error code {exc.code!r} for {raw!r:.200}"
         assert isinstance(exc.message, str) and exc.message, exc.code
         return exc.code
-    assert isinstance(frame, (Join, Msg, Ping)), frame
+    assert isinstance(frame, (Join, Msg, Ping, Typing, Edit, Delete, React)), frame
     check_frame(frame, max_text)
     return frame
 
@@ -309,6 +310,19 @@ def doc_answer(raw: Any, max_text: int) -> Expect:
     return expect
 
 
+def text_codes(text: Any, max_text: int) -> set:
+    """The docs' refusals of a `msg` (or `edit`) `text`."""
+    if not isinstance(text, str):
+        return {"bad_field"}  # "a field is missing or has the wrong type"
+    if not text.strip():
+        return {"empty_text"}  # "`text` is empty or only white space"
+    if max_text and len(text) > max_text:
+        return {"text_too_long"}  # "`text` is longer than `max_text` characters" (0: no limit)
+    if "\x00" in text:
+        return {"bad_text"}  # "`text` holds a NUL character (U+0000)"
+    return set()
+
+
 def expected_codes(value: Any, max_text: int) -> Expect:
     """The docs' answer to the decoded frame ``value``. Absent and ``null`` optional fields are taken alike."""
     must, may = set(), set()
@@ -325,18 +339,32 @@ def expected_codes(value: Any, max_text: int) -> Expect:
     kind = value["type"]
     if kind not in FRAME_KINDS:
         return Expect({"unknown_type"}, may)  # "`type` is not `join`, `msg` or `ping`"
-    if kind == "ping":  # `ping`: "Answered with `pong`"; it has no fields
-        return Expect(must, may, "ping")
+    if kind in ("ping", "typing"):  # `ping`: "Answered with `pong`"; neither has fields
+        return Expect(must, may, kind)
+    if kind in ("edit", "delete", "react"):  # `id` is the message's id; edit's text as a msg's
+        target = payload.get("id")
+        if isinstance(target, bool) or not isinstance(target, int) or target < 1:
+            must.add("bad_field")
+        if kind == "edit":
+            must |= text_codes(payload.get("text"), max_text)
+        if kind == "react":
+            emoji = payload.get("emoji")
+            if not isinstance(emoji, str):
+                must.add("bad_field")
+            elif not emoji or len(emoji) > 10 or any(
+                unicodedata.category(c)[0] in "LNZC" and c not in "0123456789#*\u200d" and not 0xE0020 <= ord(c) <= 0xE007F
+                for c in emoji
+            ):
+                must.add("bad_emoji")  # "one emoji ... at most 10 code points; anything else: `bad_emoji`"
+            else:
+                may.add("bad_emoji")  # (which symbols make one emoji: the server's call)
+        return Expect(must, may, kind, {"id": target, "text": payload.get("text"), "emoji": payload.get("emoji")})
     if kind == "msg":
         text = payload.get("text")
-        if not isinstance(text, str):
-            must.add("bad_field")  # "a field is missing or has the wrong type"
-        elif not text.strip():
-            must.add("empty_text")  # "`text` is empty or only white space"
-        elif max_text and len(text) > max_text:
-            must.add("text_too_long")  # "`text` is longer than `max_text` characters" (0: no limit)
-        elif "\x00" in text:
-            must.add("bad_text")  # "`text` holds a NUL character (U+0000)"
+        must |= text_codes(text, max_text)
+        cid = payload.get("cid")  # "1 to 64 of `A–Z a–z 0–9 _ . : -`"
+        if cid is not None and (not isinstance(cid, str) or not re.fullmatch(r"[A-Za-z0-9_.:\-]{1,64}", cid)):
+            must.add("bad_field")
         return Expect(must, may, "msg", {"text": text})
     user = payload.get("user")
     shown = None
@@ -381,6 +409,13 @@ def check_against_docs(text, max_text=MAX_TEXT):
         f = expect.fields
         if expect.kind == "ping":
             assert isinstance(got, Ping), where
+        elif expect.kind == "typing":
+            assert isinstance(got, Typing), where
+        elif expect.kind in ("edit", "delete", "react"):
+            kinds = {"edit": Edit, "delete": Delete, "react": React}
+            assert isinstance(got, kinds[expect.kind]) and got.id == f["id"], where
+            assert expect.kind != "edit" or got.text == f["text"], where
+            assert expect.kind != "react" or got.emoji == f["emoji"], where
         elif expect.kind == "msg":
             assert isinstance(got, Msg) and got.text == f["text"], where
         else:
@@ -388,6 +423,23 @@ def check_against_docs(text, max_text=MAX_TEXT):
             assert (got.room, got.since, got.token or None) == (f["room"], f["since"], f["token"] or None), where
             assert f["user"] is None or got.user == f["user"], f"{where}: the name is shown as {f['user']!r}"
     return got
+
+
+CHANGE_VALUES = st.fixed_dictionaries(
+    {"type": st.sampled_from(["edit", "delete", "react", "typing"])},
+    optional={"payload": st.fixed_dictionaries({}, optional={
+        "id": st.sampled_from([1, 42, 0, -1, True, 1.5, "3", None, 2**63 - 1]) | INT64,
+        "text": st.sampled_from(["new text", " ", "", "x" * 41]) | st.text(max_size=44),
+        "emoji": st.sampled_from(["👍", "👍🏽", "👩\u200d💻", "🇫🇷", "1️⃣", "❤️", "a", "👍 ok", "", "👍" * 11, "<b>"])
+        | st.text(max_size=4),
+    }) | SAFE_JSON},
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(CHANGE_VALUES)
+def test_parse_changes_and_typing_follow_the_docs(value):
+    check_against_docs(json.dumps(value))
 
 
 PARSE_SETTINGS = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

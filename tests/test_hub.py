@@ -159,7 +159,7 @@ def break_store(hub, exc):
     """Make every append raise ``exc``; returns what puts the real store back."""
     real_append = hub.store.append
 
-    async def broken(messages):
+    async def broken(*batch):
         raise exc
     hub.store.append = broken
 

@@ -13,7 +13,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -48,17 +47,6 @@ def history(srv: ServerProcess, room: str = "lobby") -> list[dict]:
     with urllib.request.urlopen(f"{srv.url}/api/rooms/{room}/messages?limit=1000", timeout=5) as r:
         return json.loads(r.read())["messages"]
 
-
-@pytest.fixture
-def two(redis_url: str, tmp_path: Path) -> Iterator[tuple[ServerProcess, ServerProcess]]:
-    """Two chat processes on the same Redis."""
-    with ExitStack() as stack:
-        servers = []
-        for name in ("a", "b"):
-            srv = ServerProcess(["--redis-url", redis_url], log_path=tmp_path / f"{name}.log")
-            stack.enter_context(srv)
-            servers.append(srv)
-        yield servers[0], servers[1]
 
 
 async def texts_until(client: Client, count: int, timeout: float = 10.0) -> list[dict]:
