@@ -111,7 +111,10 @@ def test_reactions_toggle_and_say_who_gave_them(server):
         await react(bob, m["id"], "🇫🇷")
         got = [(await alice.recv_type("react"))["payload"] for _ in range(3)]
         assert sorted((r["user"], r["emoji"], r["on"]) for r in got) == [
-            ("alice", "👍", True), ("bob", "🇫🇷", True), ("bob", "👍", True)]
+            ("alice", "👍", True),
+            ("bob", "🇫🇷", True),
+            ("bob", "👍", True),
+        ]
         reactions = stored(server)[0]["reactions"]
         assert {e: sorted(n) for e, n in reactions.items()} == {"👍": ["alice", "bob"], "🇫🇷": ["bob"]}
         await react(bob, m["id"], "👍")  # again: taken back
@@ -144,12 +147,19 @@ def test_a_client_back_with_since_gets_the_changes_it_missed_in_order(server):
         back = await Client.open(server.ws_url)
         history, welcome = await back.join("bob", since=seen, token=welcome["payload"]["token"])
         assert [(h["type"], h["payload"].get("target", h["payload"]["id"])) for h in history] == [
-            ("edit", one["id"]), ("react", two["id"]), ("msg", three["id"]), ("delete", two["id"])]
+            ("edit", one["id"]),
+            ("react", two["id"]),
+            ("msg", three["id"]),
+            ("delete", two["id"]),
+        ]
         assert [h["payload"]["id"] for h in history] == list(range(seen + 1, seen + 5))
         fresh = await Client.open(server.ws_url)
         history, _ = await fresh.join("carol")  # without since: the messages as they stand
         assert [(h["type"], h["payload"]["text"], h["payload"].get("deleted", False)) for h in history] == [
-            ("msg", "one, edited", False), ("msg", "", True), ("msg", "three", False)]
+            ("msg", "one, edited", False),
+            ("msg", "", True),
+            ("msg", "three", False),
+        ]
         for c in (alice, back, fresh):
             await c.close()
 
@@ -158,6 +168,7 @@ def test_a_client_back_with_since_gets_the_changes_it_missed_in_order(server):
 
 def test_changes_are_checked_and_limited_like_messages(tmp_path, engine_args):
     with ServerProcess([*engine_args, "--rate", "1", "--burst", "2"], log_path=tmp_path / "s.log") as srv:
+
         async def go():
             c = await Client.open(srv.ws_url)
             await edit(c, 1, "x")

@@ -310,6 +310,11 @@ def doc_answer(raw: Any, max_text: int) -> Expect:
     return expect
 
 
+def not_in_emoji(c: str) -> bool:
+    """Letters, digits (but a keycap's), spaces, controls and format characters (but ZWJ and tags)."""
+    return unicodedata.category(c)[0] in "LNZC" and c not in "0123456789#*\u200d" and not 0xE0020 <= ord(c) <= 0xE007F
+
+
 def text_codes(text: Any, max_text: int) -> set:
     """The docs' refusals of a `msg` (or `edit`) `text`."""
     if not isinstance(text, str):
@@ -351,10 +356,7 @@ def expected_codes(value: Any, max_text: int) -> Expect:
             emoji = payload.get("emoji")
             if not isinstance(emoji, str):
                 must.add("bad_field")
-            elif not emoji or len(emoji) > 10 or any(
-                unicodedata.category(c)[0] in "LNZC" and c not in "0123456789#*\u200d" and not 0xE0020 <= ord(c) <= 0xE007F
-                for c in emoji
-            ):
+            elif not emoji or len(emoji) > 10 or any(not_in_emoji(c) for c in emoji):
                 must.add("bad_emoji")  # "one emoji ... at most 10 code points; anything else: `bad_emoji`"
             else:
                 may.add("bad_emoji")  # (which symbols make one emoji: the server's call)

@@ -48,7 +48,6 @@ def history(srv: ServerProcess, room: str = "lobby") -> list[dict]:
         return json.loads(r.read())["messages"]
 
 
-
 async def texts_until(client: Client, count: int, timeout: float = 10.0) -> list[dict]:
     got = []
     while len(got) < count:
