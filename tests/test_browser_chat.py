@@ -497,6 +497,66 @@ def test_a_mention_is_highlighted_counted_in_the_title_and_notified(app_server: 
     people.shot(bob, "mention-and-new-line")
 
 
+def test_edit_delete_and_reactions_are_seen_on_the_other_page_and_after_a_reload(
+    app_server: ServerProcess, people: People
+) -> None:
+    room = "changes"
+    alice = people.open(app_server.url)
+    join(alice, "alice", room)
+    bob = people.open(app_server.url + "/chat")
+    join(bob, "bob", room)
+    say(alice, "I wrote this with a tpyo")
+    say(alice, "and this one goes away")
+    expect_message(bob, "and this one goes away")
+
+    def item(page: Page, text: str):
+        return page.locator(f"{MESSAGES} li[data-id]", has_text=text)
+
+    mine = item(alice, "tpyo")
+    mine.hover()
+    mine.get_by_test_id("chat-edit").click()  # the composer takes the text, Enter saves
+    box = alice.get_by_test_id("chat-input")
+    expect(box).to_have_value("I wrote this with a tpyo")
+    expect(alice.get_by_test_id("chat-editing")).to_be_visible()
+    box.fill("I wrote this with a typo, fixed")
+    box.press("Enter")
+    for page in (alice, bob):
+        edited = item(page, "typo, fixed")
+        expect(edited).to_have_count(1)
+        expect(edited.get_by_test_id("chat-edited")).to_have_text("(edited)")
+    expect(item(bob, "tpyo")).to_have_count(0)
+    assert not item(bob, "typo, fixed").get_by_test_id("chat-edit").count()  # bob cannot edit alice's
+
+    theirs = item(bob, "typo, fixed")
+    theirs.hover()
+    theirs.locator('[data-action="react"][data-emoji="👍"]').click()
+    for page, pressed in ((alice, "false"), (bob, "true")):
+        chip = item(page, "typo, fixed").get_by_test_id("chat-reaction")
+        expect(chip).to_have_text("👍 1")
+        expect(chip).to_have_attribute("aria-pressed", pressed)
+    people.shot(bob, "reacted")
+    item(bob, "typo, fixed").get_by_test_id("chat-reaction").click()  # again: taken back
+    expect(item(alice, "typo, fixed").get_by_test_id("chat-reaction")).to_have_count(0)
+    item(alice, "typo, fixed").hover()
+    item(alice, "typo, fixed").locator('[data-action="react"][data-emoji="🎉"]').click()
+    expect(item(bob, "typo, fixed").get_by_test_id("chat-reaction")).to_have_text("🎉 1")
+
+    gone = item(alice, "goes away")
+    gone.hover()
+    gone.get_by_test_id("chat-delete").click()
+    for page in (alice, bob):
+        expect(item(page, "goes away")).to_have_count(0)
+        expect(page.locator(f"{MESSAGES} li.chat-deleted .chat-text")).to_have_text("message deleted")
+    people.shot(alice, "edited-reacted-deleted")
+
+    bob.reload()  # the same view from the history
+    expect_state(bob, "connected")
+    expect(item(bob, "typo, fixed").get_by_test_id("chat-edited")).to_have_count(1)
+    expect(item(bob, "typo, fixed").get_by_test_id("chat-reaction")).to_have_text("🎉 1")
+    expect(bob.locator(f"{MESSAGES} li.chat-deleted .chat-text")).to_have_text("message deleted")
+    expect(item(bob, "goes away")).to_have_count(0)
+
+
 def test_near_the_limit_the_composer_counts_what_is_left(app_server: ServerProcess, people: People) -> None:
     page = people.open(app_server.url + "/chat")
     join(page, "counter", "counting")

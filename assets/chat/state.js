@@ -22,7 +22,8 @@
  *   welcome {user, room}, error {text}, clear_error, restore {user|null, room}, focus_name,
  *   join_again, composer {enabled}, degraded {on} (the server cannot store messages),
  *   send_msg {cid, text}, outgoing {items} (the unsent ones shown), save_outgoing {list},
- *   typing {names} (who is typing now), limits {maxText}.
+ *   typing {names} (who is typing now), limits {maxText},
+ *   edited {id, text, ts}, deleted {id}, reacted {id, emoji, user, on, mine} (changes to a message shown).
  */
 
 // (with this file's own ?v=, as main.js loads every module: one version of each runs together)
@@ -68,6 +69,13 @@ export function mentions(text, me) {
   return false;
 }
 
+/** A msg payload's reactions as [[emoji, [names]]], whatever the server sent. */
+function reactionsOf(raw) {
+  if (!raw || typeof raw !== "object") return [];
+  return Object.keys(raw).filter((e) => Array.isArray(raw[e]))
+    .map((e) => [e, raw[e].filter((n) => typeof n === "string")]).filter(([, names]) => names.length);
+}
+
 /** Case-insensitive order of names. */
 export function byName(a, b) {
   const x = a.toLowerCase();
@@ -106,8 +114,11 @@ function addMessages(s, payloads, countUnread, fx, replay = false) {
       text,
       ts: typeof p.ts === "number" ? p.ts : null,
       own: user === s.me,
-      mention: user !== s.me && mentions(text, s.me), // highlighted, counted, maybe notified
+      mention: user !== s.me && !p.deleted && mentions(text, s.me), // highlighted, counted, maybe notified
       append: id > s.lastId, // newest so far: goes at the end; else in id order
+      edited: typeof p.edited === "number" ? p.edited : null,
+      deleted: p.deleted === true,
+      reactions: reactionsOf(p.reactions),
     });
     if (id > s.lastId) s.lastId = id;
   }
@@ -184,7 +195,9 @@ function onWelcome(s, p, fx, now) {
   fx.push(s.fixedUser ? { type: "remember", room: p.room } : { type: "remember", name: p.user, room: p.room });
 
   fx.push({ type: "busy", on: true });
-  addMessages(s, history.filter((m) => !m.room || m.room === p.room), !fresh, fx, reconnect && !fresh);
+  const here = history.filter((m) => !m.room || m.room === p.room);
+  addMessages(s, here.filter((m) => !m.change), !fresh, fx, reconnect && !fresh);
+  for (const c of here.filter((m) => m.change)) onChange(s, c.change, { room: p.room, ...c }, fx); // in id order
   if (p.gap && typeof p.gap.first === "number") fx.push({ type: "gap", after: p.gap.after, first: p.gap.first });
   if (typeof p.last_id === "number" && p.last_id > s.lastId) s.lastId = p.last_id;
   fx.push({ type: "busy", on: false });
@@ -266,6 +279,20 @@ function onRefused(s, frame, fx) {
   if (code === "bad_name" || code === "name_taken") fx.push({ type: "focus_name" });
 }
 
+/** An edit, delete or reaction (an entry of the room's sequence) to a message in the list. */
+function onChange(s, kind, p, fx) {
+  if (p.room !== s.viewRoom || typeof p.id !== "number" || typeof p.target !== "number") return;
+  if (p.id > s.lastId) s.lastId = p.id; // (ids count changes too: `since` is the newest of any entry)
+  if (!s.ids.has(p.target)) return; // a message this list does not have
+  if (kind === "edit" && typeof p.text === "string") {
+    fx.push({ type: "edited", id: p.target, text: p.text, ts: typeof p.ts === "number" ? p.ts : null });
+  } else if (kind === "delete") {
+    fx.push({ type: "deleted", id: p.target });
+  } else if (kind === "react" && typeof p.emoji === "string" && typeof p.user === "string") {
+    fx.push({ type: "reacted", id: p.target, emoji: p.emoji, user: p.user, on: p.on === true, mine: p.user === s.me });
+  }
+}
+
 function onTyping(s, p, now) {
   if (s.pending || p.room !== s.viewRoom || typeof p.user !== "string" || p.user === s.me) return null;
   const typing = new Map(s.typing);
@@ -290,6 +317,12 @@ function onFrame(s, frame, fx, now) {
       if (typing) setTyping(s, typing, fx);
       return;
     }
+    case "edit":
+    case "delete":
+    case "react":
+      if (s.pending) { s.pending = s.pending.concat([{ change: frame.type, ...p }]); return; }
+      onChange(s, frame.type, p, fx);
+      return;
     case "join":
     case "leave":
       onNotice(s, frame.type, p, fx);

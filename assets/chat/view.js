@@ -8,6 +8,8 @@
  */
 
 const LINK_RE = /\bhttps?:\/\/[^\s<>"']+/gi;
+/** The reactions offered by a message's "React" button (any emoji can be given through the protocol). */
+export const QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "🙏"];
 const TRAILING_PUNCT_RE = /[.,;:!?)\]}]+$/;
 const BOTTOM_SLACK_PX = 40;
 
@@ -80,12 +82,15 @@ export function createView(root) {
     typing: q("chat-typing"),
     count: q("chat-count"),
     notify: q("chat-notify"),
+    editing: q("chat-editing"),
+    cancelEdit: q("chat-cancel-edit"),
   };
   const listeners = [];
   let enabled = false; // the composer: a room is joined
   let unread = 0;
   let maxText = 0; // the longest text the server takes (0: not known)
   let me = ""; // our name: its @mentions are highlighted
+  const reactions = new Map(); // message id -> Map(emoji -> names in the order given)
 
   function on(target, type, fn, capture) {
     if (!target) return;
@@ -196,7 +201,89 @@ export function createView(root) {
     appendLinkified(body, item.text, !!item.mention);
     li.appendChild(meta);
     li.appendChild(body);
+    if (item.id > 0) {
+      if (item.edited) markEdited(li, item.edited);
+      reactions.set(item.id, new Map((item.reactions || []).map(([e, names]) => [e, names.slice()])));
+      li.appendChild(actions(item));
+      renderReactions(li, item.id);
+      if (item.deleted) markDeleted(li);
+    }
     return li;
+  }
+
+  function button(action, label, title, extra) {
+    const b = doc.createElement("button");
+    b.type = "button";
+    b.className = "chat-act";
+    b.setAttribute("data-action", action);
+    b.setAttribute("data-testid", "chat-" + action);
+    b.textContent = label;
+    if (title) b.title = title;
+    for (const [k, v] of Object.entries(extra || {})) b.setAttribute(k, v);
+    return b;
+  }
+
+  /** React (a row of quick emoji), and for one's own messages Edit and Delete. */
+  function actions(item) {
+    const bar = doc.createElement("div");
+    bar.className = "chat-actions";
+    const picker = doc.createElement("span");
+    picker.className = "chat-picker";
+    for (const e of QUICK_REACTIONS) picker.appendChild(button("react", e, "React with " + e, { "data-emoji": e }));
+    bar.appendChild(picker);
+    if (item.own) {
+      bar.appendChild(button("edit", "Edit", "Edit your message"));
+      bar.appendChild(button("delete", "Delete", "Delete your message"));
+    }
+    return bar;
+  }
+
+  function renderReactions(li, id) {
+    let row = li.querySelector(".chat-reactions");
+    if (!row) {
+      row = doc.createElement("div");
+      row.className = "chat-reactions";
+      li.insertBefore(row, li.querySelector(".chat-actions"));
+    }
+    clearChildren(row);
+    for (const [emoji, names] of reactions.get(id) || []) {
+      if (!names.length) continue;
+      const chip = button("toggle", `${emoji} ${names.length}`, names.join(", "), { "data-emoji": emoji });
+      chip.className = "chat-reaction";
+      chip.setAttribute("data-testid", "chat-reaction");
+      chip.setAttribute("aria-pressed", names.includes(me) ? "true" : "false");
+      row.appendChild(chip);
+    }
+  }
+
+  function markEdited(li, ts) {
+    let mark = li.querySelector(".chat-edited");
+    if (!mark) {
+      mark = doc.createElement("span");
+      mark.className = "chat-edited";
+      mark.setAttribute("data-testid", "chat-edited");
+      li.querySelector(".chat-meta").appendChild(mark);
+    }
+    mark.textContent = "(edited)";
+    mark.title = "Edited " + formatTime(ts).full;
+  }
+
+  /** Who and when stay; the text, its edits and its reactions go. */
+  function markDeleted(li) {
+    li.classList.add("chat-deleted");
+    li.classList.remove("chat-mention");
+    const body = li.querySelector(".chat-text");
+    clearChildren(body);
+    body.textContent = "message deleted";
+    for (const sel of [".chat-edited", ".chat-actions", ".chat-reactions"]) {
+      const node = li.querySelector(sel);
+      if (node) node.remove();
+    }
+    reactions.delete(Number(li.getAttribute("data-id")));
+  }
+
+  function byId(id) {
+    return el.list.querySelector(`li[data-id="${Number(id)}"]`);
   }
 
   function insertById(li, id) {
@@ -227,12 +314,8 @@ export function createView(root) {
       const actions = doc.createElement("div");
       actions.className = "chat-pending-actions";
       for (const [action, label] of [["retry", "Send again"], ["discard", "Discard"]]) {
-        const b = doc.createElement("button");
-        b.type = "button";
+        const b = button(action, label);
         b.className = "chat-btn";
-        b.setAttribute("data-action", action);
-        b.setAttribute("data-testid", "chat-" + action);
-        b.textContent = label;
         actions.appendChild(b);
       }
       li.appendChild(actions);
@@ -268,7 +351,8 @@ export function createView(root) {
     el,
 
     /** Wire the controls to the widget's handlers: join, pickRoom(room), roomsWanted, createRoom, send,
-     * typed, retry(cid), discard(cid), notify, visibility(visible), wake. */
+     * typed, retry(cid), discard(cid), react(id, emoji), edit(id, text), remove(id), cancelEdit, notify,
+     * visibility(visible), wake. */
     bind(h) {
       on(root, "submit", (e) => e.preventDefault(), true);
       on(el.joinForm, "submit", () => h.join());
@@ -291,15 +375,26 @@ export function createView(root) {
         if (el.input.value.trim()) h.typed();
       });
       on(el.list, "click", (e) => {
-        const button = e.target && e.target.closest ? e.target.closest("li.chat-pending [data-action]") : null;
-        if (!button) return;
-        const cid = button.closest("li.chat-pending").getAttribute("data-cid");
-        if (button.getAttribute("data-action") === "retry") h.retry(cid);
-        else h.discard(cid);
+        const b = e.target && e.target.closest ? e.target.closest("[data-action]") : null;
+        const li = b && b.closest("li");
+        if (!li) return;
+        const action = b.getAttribute("data-action");
+        if (li.classList.contains("chat-pending")) {
+          const cid = li.getAttribute("data-cid");
+          if (action === "retry") h.retry(cid);
+          else if (action === "discard") h.discard(cid);
+          return;
+        }
+        const id = Number(li.getAttribute("data-id"));
+        if (action === "react" || action === "toggle") h.react(id, b.getAttribute("data-emoji"));
+        else if (action === "edit") h.edit(id, li.querySelector(".chat-text").textContent);
+        else if (action === "delete") h.remove(id);
       });
       on(el.list, "scroll", () => { if (atBottom()) setUnread(0); });
       on(el.unread, "click", () => { scrollToBottom(); setUnread(0); });
       on(el.notify, "click", () => h.notify());
+      on(el.cancelEdit, "click", () => h.cancelEdit());
+      on(el.input, "keydown", (e) => { if (e.key === "Escape") h.cancelEdit(); });
       // Back online, or back to a tab the browser had put to sleep: do not sit out the backoff.
       on(win, "online", () => h.wake());
       on(doc, "visibilitychange", () => {
@@ -408,6 +503,48 @@ export function createView(root) {
       for (const li of el.list.querySelectorAll("li[data-id]")) {
         li.classList.toggle("chat-own", li.getAttribute("data-user") === me);
       }
+    },
+
+    edited(id, text, ts) {
+      const li = byId(id);
+      if (!li || li.classList.contains("chat-deleted")) return;
+      const body = li.querySelector(".chat-text");
+      clearChildren(body);
+      appendLinkified(body, text, li.classList.contains("chat-mention"));
+      markEdited(li, ts);
+    },
+
+    deleted(id) {
+      const li = byId(id);
+      if (li) markDeleted(li);
+    },
+
+    /** `user` gave (`on`) or took back `emoji` on message `id`. */
+    reacted(id, emoji, user, on) {
+      const li = byId(id);
+      const all = reactions.get(Number(id));
+      if (!li || !all) return;
+      const names = (all.get(emoji) || []).filter((n) => n !== user);
+      if (on) names.push(user);
+      if (names.length) all.set(emoji, names);
+      else all.delete(emoji);
+      renderReactions(li, Number(id));
+    },
+
+    /** Whether our name has given `emoji` on message `id` (the next click takes it back). */
+    hasReacted: (id, emoji) => ((reactions.get(Number(id)) || new Map()).get(emoji) || []).includes(me),
+
+    /** The composer edits message `id` (Enter saves, Escape cancels); null: back to writing. */
+    editing(id, text) {
+      root.toggleAttribute("data-editing", id !== null);
+      if (el.editing) el.editing.hidden = id === null;
+      if (id !== null) {
+        el.input.value = text;
+        el.input.focus();
+      } else {
+        el.input.value = "";
+      }
+      updateSend();
     },
 
     /** The "new messages" line, just before message `id` (one line: it moves). */

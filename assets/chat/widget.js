@@ -110,6 +110,7 @@ export class Widget {
     this.lastTyping = 0;
     this.typingTimer = null;
     this.away = { unread: 0, mentions: 0, title: "" }; // while the tab is hidden
+    this.editingId = null; // the message the composer edits
     this.state = lib.initialState({
       room: this.store.room() || this.rules.defaultRoom,
       outgoing: this.store.outgoing(),
@@ -136,6 +137,10 @@ export class Widget {
       typed: () => this.typed(),
       retry: (cid) => this.dispatch({ type: "retry", cid }),
       discard: (cid) => this.dispatch({ type: "discard", cid }),
+      react: (id, emoji) => this.change({ type: "react", payload: { id, emoji } }),
+      edit: (id, text) => { this.editingId = id; this.view.editing(id, text); },
+      remove: (id) => this.change({ type: "delete", payload: { id } }),
+      cancelEdit: () => this.stopEditing(),
       notify: () => this.toggleNotify(),
       visibility: (visible) => { if (visible) this.back(); },
       wake: () => this.conn.wake(),
@@ -217,6 +222,12 @@ export class Widget {
         this.typingTimer = e.names.length ? setInterval(() => this.dispatch({ type: "tick", now: Date.now() }), 1000) : null;
         return;
       case "limits": v.setMaxText(e.maxText); return;
+      case "edited": v.edited(e.id, e.text, e.ts); return;
+      case "deleted":
+        v.deleted(e.id);
+        if (this.editingId === e.id) this.stopEditing();
+        return;
+      case "reacted": v.reacted(e.id, e.emoji, e.user, e.on); return;
       case "degraded":
         this.degraded = e.on;
         this.showStatus();
@@ -378,9 +389,25 @@ export class Widget {
     const v = this.view;
     const text = v.inputValue();
     if (this.rules.isBlank(text) || !this.state.everJoined || v.sendBlocked()) return;
+    if (this.editingId !== null) {
+      if (this.change({ type: "edit", payload: { id: this.editingId, text } })) this.stopEditing();
+      return;
+    }
     this.dispatch({ type: "compose", text, cid: this.newCid(), now: Date.now() });
     v.clearInput();
     v.focusInput();
+  }
+
+  /** An edit, delete or reaction: sent now, or (not connected) refused with a line that says so. */
+  change(frame) {
+    if (this.state.joined && this.conn.send(frame)) return true;
+    this.view.showError("Not connected: that change was not made. Try again once reconnected.");
+    return false;
+  }
+
+  stopEditing() {
+    this.editingId = null;
+    this.view.editing(null);
   }
 
   /** A keystroke: tell the room, at most once per typingEveryMs. */

@@ -38,8 +38,8 @@ test("welcome: the history that came before it, the people, and what to remember
   const [items] = only(effects, "messages");
   assert.equal(items.countUnread, false, "a fresh list counts nothing as unread");
   assert.deepEqual(items.items, [
-    { id: 1, user: "bob", text: "one", ts: 101, own: false, mention: false, append: true },
-    { id: 2, user: "alice", text: "two", ts: 102, own: true, mention: false, append: true },
+    { id: 1, user: "bob", text: "one", ts: 101, own: false, mention: false, append: true, edited: null, deleted: false, reactions: [] },
+    { id: 2, user: "alice", text: "two", ts: 102, own: true, mention: false, append: true, edited: null, deleted: false, reactions: [] },
   ]);
   assert.deepEqual(only(effects, "remember"), [{ type: "remember", name: "alice", room: "lobby" }]);
   assert.deepEqual(only(effects, "users"), [{ type: "users", names: ["alice", "bob", "Carol"], me: "alice", online: 3, room: "lobby" }]);
@@ -80,7 +80,7 @@ test("msg: each id once, in the room shown; own messages clear the error", () =>
   // an older id that was never shown goes in its place, not at the end
   out = run(out.state, frame({ type: "msg", payload: { id: 0, user: 5, room: "lobby" } }));
   assert.deepEqual(only(out.effects, "messages")[0].items,
-    [{ id: 0, user: "?", text: "", ts: null, own: false, mention: false, append: false }]);
+    [{ id: 0, user: "?", text: "", ts: null, own: false, mention: false, append: false, edited: null, deleted: false, reactions: [] }]);
   assert.equal(out.state.lastId, 4);
 });
 
@@ -344,4 +344,40 @@ test("the replay after a reconnect is marked as such (where the reader left off)
   assert.equal(only(out.effects, "messages")[0].replay, true);
   const live = run(out.state, msg(4, "bob", "live"));
   assert.equal(only(live.effects, "messages")[0].replay, undefined);
+});
+
+test("edits, deletes and reactions change a message in the list, and count as seen ids", () => {
+  const { state } = joined();
+  const change = (type, payload) => frame({ type, payload: { room: "lobby", user: "bob", ts: 300, ...payload } });
+  let out = run(state, change("edit", { id: 3, target: 1, text: "one, edited" }),
+    change("react", { id: 4, target: 2, emoji: "👍", on: true }),
+    change("delete", { id: 5, target: 1 }), change("edit", { id: 6, target: 99, text: "not in the list" }),
+    change("react", { id: 7, target: 2, emoji: "👍", on: true, room: "python" }));
+  assert.deepEqual(out.effects, [
+    { type: "edited", id: 1, text: "one, edited", ts: 300 },
+    { type: "reacted", id: 2, emoji: "👍", user: "bob", on: true, mine: false },
+    { type: "deleted", id: 1 },
+  ]);
+  assert.equal(out.state.lastId, 6, "since is the newest id of any entry of the room");
+});
+
+test("changes in a reconnect's replay are applied after the messages, in order", () => {
+  const { state } = joined();
+  const out = run(state, { type: "closed" }, { type: "opening" },
+    { type: "join_sent", payload: { user: "alice", room: "lobby", since: 2 } },
+    frame({ type: "edit", payload: { id: 3, target: 2, text: "two, edited", room: "lobby", user: "alice", ts: 1 } }),
+    msg(4, "bob", "four"),
+    frame({ type: "react", payload: { id: 5, target: 4, emoji: "🎉", on: true, room: "lobby", user: "alice", ts: 2 } }),
+    frame(welcome("alice", "lobby", { last_id: 5 })));
+  assert.deepEqual(types(out.effects).filter((t) => ["messages", "edited", "reacted"].includes(t)),
+    ["messages", "edited", "reacted"]);
+  assert.equal(only(out.effects, "reacted")[0].mine, true);
+});
+
+test("a msg payload's edited, deleted and reactions reach the view", () => {
+  const { state } = joined();
+  const out = run(state, frame({ type: "msg", payload: { id: 3, user: "bob", text: "", ts: 1, room: "lobby",
+    deleted: true, edited: 5, reactions: { "👍": ["alice", 7], "x": "no" } } }));
+  const [item] = only(out.effects, "messages")[0].items;
+  assert.deepEqual([item.deleted, item.edited, item.reactions], [true, 5, [["👍", ["alice"]]]]);
 });
