@@ -89,3 +89,56 @@ def test_a_lone_surrogate_escape_is_refused_at_the_edge(escape):
         parse('{"type": "msg", "payload": {"text": "' + escape + '"}}', 2000)
     assert e.value.code == "bad_json"
     assert parse('{"type": "msg", "payload": {"text": "\\ud83d\\ude00"}}', 2000) == Msg("\U0001f600")  # a pair is fine
+
+
+def test_new_frames_parse():
+    assert protocol.parse('{"type":"typing"}', 2000) == protocol.Typing()
+    assert protocol.parse('{"type":"msg","payload":{"text":"hi","cid":"a-1.b:c_D"}}', 2000) == protocol.Msg(
+        "hi", "a-1.b:c_D"
+    )
+    assert protocol.parse('{"type":"edit","payload":{"id":4,"text":"new"}}', 2000) == protocol.Edit(4, "new")
+    assert protocol.parse('{"type":"delete","payload":{"id":4}}', 2000) == protocol.Delete(4)
+    for emoji in [
+        "👍",
+        "👍🏽",
+        "👩\u200d💻",
+        "🇫🇷",
+        "1️⃣",
+        "❤️",
+        "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+    ]:
+        assert protocol.parse(json.dumps({"type": "react", "payload": {"id": 1, "emoji": emoji}}), 2000).emoji == emoji
+
+
+@pytest.mark.parametrize(
+    "raw,code",
+    [
+        ('{"type":"msg","payload":{"text":"hi","cid":""}}', "bad_field"),
+        ('{"type":"msg","payload":{"text":"hi","cid":"has space"}}', "bad_field"),
+        ('{"type":"msg","payload":{"text":"hi","cid":"' + "x" * 65 + '"}}', "bad_field"),
+        ('{"type":"msg","payload":{"text":"hi","cid":7}}', "bad_field"),
+        ('{"type":"edit","payload":{"text":"no id"}}', "bad_field"),
+        ('{"type":"edit","payload":{"id":0,"text":"x"}}', "bad_field"),
+        ('{"type":"edit","payload":{"id":"4","text":"x"}}', "bad_field"),
+        ('{"type":"edit","payload":{"id":4,"text":"  "}}', "empty_text"),
+        ('{"type":"edit","payload":{"id":4}}', "bad_field"),
+        ('{"type":"delete","payload":{"id":true}}', "bad_field"),
+        ('{"type":"react","payload":{"id":4,"emoji":"a"}}', "bad_emoji"),
+        ('{"type":"react","payload":{"id":4,"emoji":"👍👍👍👍👍👍👍👍👍👍👍"}}', "bad_emoji"),
+        ('{"type":"react","payload":{"id":4,"emoji":"<b>"}}', "bad_emoji"),
+        ('{"type":"react","payload":{"id":4,"emoji":""}}', "bad_emoji"),
+        ('{"type":"react","payload":{"id":4}}', "bad_field"),
+    ],
+)
+def test_bad_new_frames(raw, code):
+    with pytest.raises(ProtocolError) as exc:
+        protocol.parse(raw, 2000)
+    assert exc.value.code == code
+
+
+def test_a_refused_msg_carries_its_cid():
+    with pytest.raises(ProtocolError) as exc:
+        protocol.parse('{"type":"msg","payload":{"text":"   ","cid":"c9"}}', 2000)
+    assert (exc.value.code, exc.value.cid) == ("empty_text", "c9")
+    assert json.loads(protocol.error("rate_limited", "Slow down.", "c9"))["cid"] == "c9"
+    assert "cid" not in json.loads(protocol.error("rate_limited", "Slow down."))

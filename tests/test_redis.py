@@ -295,15 +295,20 @@ def test_uvicorn_workers_on_redis_chat_as_one(redis_url: str, tmp_path: Path) ->
     with srv.start(timeout=90):
 
         async def go() -> None:
-            clients, per_process = [], {}
-            for i in range(40):  # the kernel hands new connections to either worker
-                c = await Client.open(srv.ws_url)
-                await c.join(f"user{i}")
-                clients.append(c)
-            deadline = time.monotonic() + 30
-            while len(per_process) < 2 and time.monotonic() < deadline:
-                status, body = health(srv)  # answered by either worker too
+            clients: list[Client] = []
+            per_process: dict[int, int] = {}  # pid -> its connections, as it last answered /healthz
+            deadline = time.monotonic() + 60
+            while len(per_process) < 2 and time.monotonic() < deadline:  # both workers up (one may be slower)
+                _, body = health(srv)
                 per_process[body["process"]] = body["connections"]
+            while not (len(per_process) == 2 and all(per_process.values())) and len(clients) < 200:
+                for _ in range(10):  # the kernel hands new connections to either worker
+                    c = await Client.open(srv.ws_url)
+                    await c.join(f"user{len(clients)}")
+                    clients.append(c)
+                for _ in range(10):
+                    _, body = health(srv)  # answered by either worker too
+                    per_process[body["process"]] = body["connections"]
             assert len(per_process) == 2 and all(n > 0 for n in per_process.values()), per_process
             await clients[0].say("hello, every worker")
             for c in clients:
