@@ -85,11 +85,15 @@ for i = 0, #ARGV - 5 do
         redis.call('SET', sent, id, 'EX', window)
       end
       add(stream, id, fields)
-      if keep > 0 and id % 100 == 0 and id > keep then  -- what the stream let go of goes everywhere
-        local old = redis.call('ZRANGEBYSCORE', changed, '-inf', id - keep)
-        if #old > 0 then redis.call('HDEL', states, unpack(old)) end
-        redis.call('ZREMRANGEBYSCORE', changed, '-inf', id - keep)
-        redis.call('ZREMRANGEBYSCORE', deleted, '-inf', id - keep)
+      if keep > 0 and id % 100 == 0 then  -- what the stream let go of goes everywhere
+        local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
+        if #head > 0 then  -- (older than its oldest message: never the state of a message still kept)
+          local first = '(' .. string.match(head[1][1], '^(%d+)')
+          local old = redis.call('ZRANGEBYSCORE', changed, '-inf', first)
+          if #old > 0 then redis.call('HDEL', states, unpack(old)) end
+          redis.call('ZREMRANGEBYSCORE', changed, '-inf', first)
+          redis.call('ZREMRANGEBYSCORE', deleted, '-inf', first)
+        end
       end
       ids[#ids + 1] = id
       out[#out + 1] = {it.r, id, it.u, it.t, it.ts, it.c}

@@ -35,7 +35,7 @@ class Settings:
                                      "answering (killed) are taken out of the rooms.")
     history_limit: int = _opt(100, "Messages sent to a client that joins without `since` (0: none).")
     replay_limit: int = _opt(1000, "Most messages replayed to a client that joins with `since` (0: all that are kept).")
-    history_keep: int = _opt(10000, "Messages kept per room in the store (0 keeps all).")
+    history_keep: int = _opt(10000, "Entries (messages and changes to them) kept per room (0 keeps all).")
     max_text: int = _opt(rules.MAX_TEXT, "Longest message text, in characters.")
     max_frame: int = _opt(65536, "Largest incoming WebSocket frame in bytes; larger closes with 1009.")
     outbox: int = _opt(1000, "Frames queued for one slow client before it is closed with 1013.")

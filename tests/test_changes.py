@@ -224,3 +224,28 @@ def test_changes_on_one_process_reach_the_other_and_concurrent_reactions_all_cou
 
     run(go())
     assert stored(b_srv)[0]["deleted"] is True
+
+
+def test_trimming_on_redis_never_brings_back_an_edited_text(redis_url, tmp_path):
+    """Ids count changes too, so the stream's oldest message may be older than `keep` ids:
+    its edited state must stay for as long as the message does."""
+    args = ["--redis-url", redis_url, "--history-keep", "100"]
+    with ServerProcess(args, log_path=tmp_path / "s.log") as srv:
+
+        async def go():
+            c = await Client.open(srv.ws_url)
+            await c.join("alice")
+            m = await said(c, "first text")
+            await edit(c, m["id"], "edited text")
+            await c.recv_type("edit")
+            for _ in range(150):  # changes move the ids on, not the message stream
+                await react(c, m["id"], "👍")
+            for _ in range(150):
+                await c.recv_type("react")
+            for i in range(60):  # a message id crosses a multiple of 100: the trim runs
+                await said(c, f"filler {i}")
+            await c.close()
+
+        run(go())
+        texts = [x["text"] for x in stored(srv)]
+        assert "first text" not in texts and texts[0] == "edited text", texts[:3]
