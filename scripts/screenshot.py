@@ -4,8 +4,9 @@
     python scripts/screenshot.py --out x.png --chromium /usr/bin/chromium
 
 Starts `python gradio_app.py` on a free loopback port with a throwaway history,
-opens two pages (two people, each in their own browser context), lets them chat,
-and puts the two pages side by side in one PNG.
+opens two pages (two people, each in their own browser context), lets them chat
+(a mention, a reaction, one of them typing), and puts the two pages side by side
+in one PNG.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ CONVERSATION = [
     ("bob", "Hello Alice. The plain page at /chat shows this room too."),
     ("alice", "Links work, HTML does not: <b>not bold</b>, see https://www.gradio.app"),
     ("bob", "Shift+Enter adds a line,\nEnter sends."),
+    ("alice", "@bob react to a message, or edit and delete your own."),
 ]
 
 
@@ -115,7 +117,15 @@ def main() -> None:
                         expect(page.locator('[data-testid="chat-messages"] li[data-id]').last).to_contain_text(
                             text.split("\n")[-1], timeout=10_000
                         )
-                pages["bob"].get_by_test_id("chat-input").fill("typing…")
+                messages = '[data-testid="chat-messages"] li[data-id]'
+                first = pages["bob"].locator(messages).first  # bob likes alice's first message
+                first.hover()
+                first.locator('[data-action="react"][data-emoji="👍"]').click()
+                expect(pages["alice"].get_by_test_id("chat-reaction")).to_have_text("👍 1", timeout=10_000)
+                pages["bob"].wait_for_timeout(2100)  # (one typing relay per 2 s; bob's last went with his message)
+                pages["bob"].get_by_test_id("chat-input").press_sequentially("typing…", delay=20)
+                expect(pages["alice"].get_by_test_id("chat-typing")).to_have_text("bob is typing…", timeout=10_000)
+                pages["bob"].mouse.move(0, 0)  # (no hover bar in the picture)
                 shots = []
                 for name, page in pages.items():
                     path = Path(tmp) / f"{name}.png"
