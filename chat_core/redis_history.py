@@ -184,10 +184,6 @@ class RedisHistory(Store):
                 out.append(message(room, *found[msg_id]))
         return out
 
-    async def message(self, room: str, msg_id: int) -> Optional[Message]:
-        found = await self.after(room, msg_id - 1, 1, first=True)
-        return found[0] if found and found[0].id == msg_id else None
-
     async def updates_after(self, room: str, since: int, limit: int) -> list[Update]:
         entries = await self.redis.xrange(self.keys.changes(room), f"({since}-0", "+", count=limit)
         return [parse_update(room, int(entry_id.split("-", 1)[0]), json.loads(fields["j"]))
