@@ -12,14 +12,19 @@ is the UI; what joins it to the chat server is chat_core.gradio_support.
 from __future__ import annotations
 
 import hashlib
+import time
+from typing import Any, Optional
 
 import gradio as gr
 
+from chat_core import protocol
+from chat_core.admin_api import clean_topic
 from chat_core.gradio_support import (  # noqa: F401
     ASSETS,
     ChatRoutes,
     bind_host,
     chat_app,
+    chat_server,
     gradio_login,
     launch,
     mount,
@@ -27,6 +32,10 @@ from chat_core.gradio_support import (  # noqa: F401
     server_options,
     settings_from,
 )
+from chat_core.moderation import MAX_SLOW, MAX_TOPIC, BanKind
+from chat_core.moderators import ADMIN, OFF
+from chat_core.names import name_key
+from chat_core.protocol import ProtocolError
 
 # --- the widget: the markup of assets/page.html, with chat.js and chat.css ---
 
@@ -61,19 +70,225 @@ if (window.ChatWidget) {
 }
 """
 
+# --- Moderation: for moderators only (chat_core.moderators says who); every handler checks
+# again, on the server, who is asking: `moderator` is per-page state that never leaves it.
+
+BAN_FOR = {"10 minutes": 600, "1 hour": 3600, "1 day": 86400, "7 days": 7 * 86400, "30 days": 30 * 86400}
+
+
+def acting(moderator: Optional[str], request: gr.Request) -> str:
+    """Who performs a moderation action from this page; refused unless signed in."""
+    mods = chat_server().moderators
+    if moderator == ADMIN and mods.token_enabled:
+        return ADMIN
+    if moderator is not None and mods.is_moderator(moderator) and request.username == moderator:
+        return moderator
+    raise gr.Error("Moderators only.")
+
+
+def show_moderation(request: gr.Request) -> tuple[Any, ...]:
+    """On load: the tab for moderators (and, with ?admin, the sign-in with the admin token)."""
+    mods = chat_server().moderators
+    if mods.is_moderator(request.username):
+        return (gr.Tab(visible=True), request.username, gr.Column(visible=False), gr.Column(visible=True), "",
+                gr.Timer(active=True))
+    if "admin" in request.query_params:
+        note = "" if mods.token_enabled else OFF
+        return (gr.Tab(visible=True), None, gr.Column(visible=mods.token_enabled), gr.Column(visible=False), note,
+                gr.Timer(active=False))
+    return gr.Tab(visible=False), None, gr.Column(visible=False), gr.Column(visible=False), "", gr.Timer(active=False)
+
+
+def sign_in(token: str, request: gr.Request) -> tuple[Any, ...]:
+    mods = chat_server().moderators
+    if mods.token_ok(token):
+        return ADMIN, gr.Column(visible=False), gr.Column(visible=True), "", "Signed in.", gr.Timer(active=True)
+    address = request.client.host if request.client else ""
+    wait = "" if mods.may_guess(address) else " Too many wrong tokens: wait a minute."
+    raise gr.Error("Wrong token." + wait)
+
+
+async def refresh(room: str, moderator: Optional[str], request: gr.Request) -> tuple[Any, ...]:
+    """Rooms and who is online, the room's recent messages, the audit log and the bans."""
+    acting(moderator, request)
+    hub = chat_server().hub
+    assert hub is not None
+    rows = []
+    for item in await hub.rooms_summary():
+        found = hub.registry.rooms.get(item["room"])
+        rules = hub.moderation.room_rules(item["room"])
+        rows.append([item["room"], item["online"], ", ".join(found.names) if found is not None else "",
+                     rules.topic, rules.slow, "yes" if rules.locked else ""])
+    log = [[when(e.ts), e.actor, e.action.value, e.room, e.target, e.detail] for e in await hub.moderation.audit_log()]
+    bans = [[b.kind.value, b.shown, when(b.until), b.by, b.reason] for b in hub.moderation.active_bans()]
+    choices = sorted({r[0] for r in rows} | {room or "lobby"})
+    return rows, gr.Dropdown(choices=choices), await recent_messages(room), log, bans
+
+
+async def room_rules(room: str, moderator: Optional[str], request: gr.Request) -> tuple[Any, ...]:
+    """The room's recent messages and its rules, to change them."""
+    acting(moderator, request)
+    hub = chat_server().hub
+    assert hub is not None
+    rules = hub.moderation.room_rules(room_of(room))
+    return await recent_messages(room), rules.topic, rules.slow, rules.locked
+
+
+async def recent_messages(room: str) -> list[list[Any]]:
+    """The newest 50 messages of ``room``, newest first, with the ids a delete needs."""
+    hub = chat_server().hub
+    assert hub is not None
+    try:
+        found = await hub.store.after(room_of(room), 0, 50)
+    except hub.writer.sequencer.expected:
+        raise gr.Error("The chat history cannot be read right now.") from None
+    return [[m.id, when(m.ts), m.user, "(deleted)" if m.deleted else m.text] for m in reversed(found)]
+
+
+async def delete_message(room: str, msg_id: Optional[float], moderator: Optional[str], request: gr.Request) -> str:
+    by = acting(moderator, request)
+    hub = chat_server().hub
+    assert hub is not None
+    if not msg_id or msg_id < 1:
+        return "Give the id of a message (the first column)."
+    refused = await hub.remove(room_of(room), int(msg_id), by)
+    return refused.message if refused is not None else f"Message {int(msg_id)} deleted."
+
+
+async def kick_user(room: str, user: str, moderator: Optional[str], request: gr.Request) -> str:
+    by = acting(moderator, request)
+    hub = chat_server().hub
+    assert hub is not None
+    if not user.strip():
+        return "Give the name to kick."
+    await hub.moderation.kick(by, room_of(room), name_key(user.strip()), user.strip())
+    return f"{user.strip()} was removed from #{room_of(room)}."
+
+
+async def ban_user(user: str, address: str, duration: str, reason: str, moderator: Optional[str],
+                   request: gr.Request) -> str:
+    by = acting(moderator, request)
+    hub = chat_server().hub
+    assert hub is not None
+    user, address, seconds = user.strip(), address.strip(), BAN_FOR.get(duration, 3600)
+    if bool(user) == bool(address):
+        return "Give a name or an address (one of them)."
+    kind, value = (BanKind.NAME, name_key(user)) if user else (BanKind.ADDRESS, address)
+    ban = await hub.moderation.ban(by, kind, value, seconds, reason.strip(), user or address)
+    return f"{ban.shown} is banned until {when(ban.until)}."
+
+
+async def unban_user(user: str, address: str, moderator: Optional[str], request: gr.Request) -> str:
+    by = acting(moderator, request)
+    hub = chat_server().hub
+    assert hub is not None
+    user, address = user.strip(), address.strip()
+    kind, value = (BanKind.NAME, name_key(user)) if user else (BanKind.ADDRESS, address)
+    done = await hub.moderation.unban(by, kind, value) if value else False
+    return f"{user or address} may join again." if done else "No such ban."
+
+
+async def set_rules(room: str, topic: str, slow: Optional[float], locked: bool, moderator: Optional[str],
+                    request: gr.Request) -> str:
+    by = acting(moderator, request)
+    hub = chat_server().hub
+    assert hub is not None
+    seconds = min(max(float(slow or 0), 0.0), MAX_SLOW)
+    room = room_of(room)
+    rules = await hub.moderation.set_rules(by, room, clean_topic(topic)[:MAX_TOPIC], seconds, locked)
+    state = "locked" if rules.locked else "open"
+    return f"#{room}: topic {rules.topic!r}, slow mode {rules.slow:g} s, {state}."
+
+
+def room_of(room: str) -> str:
+    """The room picked (or typed) in the dashboard, checked as the chat checks it."""
+    try:
+        return protocol.check_room(room or "lobby")
+    except ProtocolError as exc:
+        raise gr.Error(exc.message) from None
+
+
+def when(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
+
+
 with gr.Blocks(title="Realtime chat") as demo:
     gr.Markdown(
         "## Realtime chat\n"
         "Pick a name, join a room and talk. Open a second tab to see messages arrive. "
         "The same chat without Gradio is at [chat](chat); the HTTP API is described at [docs](docs)."
     )
-    gr.HTML(
-        WIDGET_HTML,
-        head=WIDGET_HEAD,
-        js_on_load=WIDGET_JS,
-        apply_default_css=False,
-        elem_id="chat-widget",
-    )
+    with gr.Tabs():
+        with gr.Tab("Chat", id="chat"):
+            gr.HTML(
+                WIDGET_HTML,
+                head=WIDGET_HEAD,
+                js_on_load=WIDGET_JS,
+                apply_default_css=False,
+                elem_id="chat-widget",
+            )
+
+        with gr.Tab("Activity", id="activity"):
+            pass  # activity: filled in below
+
+        with gr.Tab("History", id="history"):
+            pass  # history: filled in below
+
+        with gr.Tab("Moderation", id="moderation", visible=False) as moderation_tab:
+            moderator = gr.State(None)  # who signed in on this page (server side only)
+            moderation_note = gr.Markdown()
+            with gr.Column(visible=False) as signin_box:
+                admin_token = gr.Textbox(label="Admin token", type="password", max_length=200)
+                signin = gr.Button("Sign in as moderator", variant="primary")
+            with gr.Column(visible=False) as moderation_controls:
+                gr.Markdown("### Rooms and who is online")
+                rooms = gr.Dataframe(headers=["room", "online", "people", "topic", "slow (s)", "locked"],
+                                     interactive=False, wrap=True)
+                mod_room = gr.Dropdown(label="Room", choices=["lobby"], value="lobby", allow_custom_value=True)
+                with gr.Row():
+                    topic = gr.Textbox(label="Topic", max_length=200, scale=3)
+                    slow = gr.Number(label="Slow mode (s, 0 off)", minimum=0, maximum=3600, value=0, scale=1)
+                    locked = gr.Checkbox(label="Locked (read-only)", scale=1)
+                apply_rules = gr.Button("Apply to room")
+                gr.Markdown("### Recent messages")
+                recent = gr.Dataframe(headers=["id", "time", "user", "text"], interactive=False, wrap=True)
+                with gr.Row():
+                    msg_id = gr.Number(label="Message id", precision=0, minimum=1, value=None)
+                    delete = gr.Button("Delete message", variant="stop")
+                gr.Markdown("### People")
+                with gr.Row():
+                    target_user = gr.Textbox(label="Name")
+                    target_address = gr.Textbox(label="or address (bans only)")
+                    ban_for = gr.Dropdown(label="Ban for", choices=list(BAN_FOR), value="1 hour")
+                    ban_reason = gr.Textbox(label="Reason", max_length=200)
+                with gr.Row():
+                    kick = gr.Button("Kick from room")
+                    ban = gr.Button("Ban", variant="stop")
+                    unban = gr.Button("Lift ban")
+                gr.Markdown("Bans in force")
+                bans = gr.Dataframe(headers=["kind", "who", "until", "by", "reason"], interactive=False)
+                gr.Markdown("### Audit log")
+                audit = gr.Dataframe(headers=["time", "moderator", "action", "room", "target", "detail"],
+                                     interactive=False, wrap=True)
+                moderation_timer = gr.Timer(5, active=False)
+
+    # Moderation's events: sign in; then the views refresh every 5 s (the timer runs only
+    # on a moderator's page) and after each action; picking a room shows its rules.
+    views = [rooms, mod_room, recent, audit, bans]
+    demo.load(show_moderation, outputs=[moderation_tab, moderator, signin_box, moderation_controls, moderation_note,
+                                        moderation_timer])
+    signin.click(sign_in, admin_token, [moderator, signin_box, moderation_controls, admin_token, moderation_note,
+                                        moderation_timer]).success(refresh, [mod_room, moderator], views)
+    moderation_timer.tick(refresh, [mod_room, moderator], views)
+    mod_room.change(room_rules, [mod_room, moderator], [recent, topic, slow, locked])
+    for button, action, inputs in [
+        (apply_rules, set_rules, [mod_room, topic, slow, locked, moderator]),
+        (delete, delete_message, [mod_room, msg_id, moderator]),
+        (kick, kick_user, [mod_room, target_user, moderator]),
+        (ban, ban_user, [target_user, target_address, ban_for, ban_reason, moderator]),
+        (unban, unban_user, [target_user, target_address, moderator]),
+    ]:
+        button.click(action, inputs, moderation_note).then(refresh, [mod_room, moderator], views)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ in the same atomic step as the change itself (SQLite: one transaction, written b
 one writer; Redis: a script that stores it only if the message did not change since it
 was read, else it is read and checked again). So the rules live here once:
 
-- only the message's **author** may edit or delete it: the holder of the token the
+- only the message's **author** may edit or delete it (and a moderator delete it): the holder of the token the
   name was held with when it was sent (:func:`chat_core.identity.author_of`), never
   merely the same name (docs/security.md, *Who wrote a message*);
 - a deleted message keeps who and when, and nothing else: no text, no reactions;
@@ -24,15 +24,17 @@ from .store import Change, Message, Reactions
 
 MAX_EMOJI = 20  # different reactions on one message
 def apply(message: Optional[Message], kind: Change, author: str, user: str, ts: float, text: str = "",
-          emoji: str = "") -> tuple[Message, bool]:
+          emoji: str = "", moderator: bool = False) -> tuple[Message, bool]:
     """The message after the change, and for a reaction whether it is now given;
-    :class:`Refusal` if the change may not be made."""
+    :class:`Refusal` if the change may not be made. A ``moderator`` may delete any message."""
     if message is None:
         raise Refusal("no_such_message", "That message is not in the history (any more).")
     if message.deleted:
         raise Refusal("message_deleted", "That message was deleted.")
     if kind is Change.REACT:
         return _react(message, user, emoji)
+    if moderator and kind is Change.DELETE:
+        return replace(message, text="", edited=None, deleted=True, reactions=()), False
     if not author or message.author != author:
         raise Refusal("not_author", "Only the person who wrote a message can change it.")
     if kind is Change.EDIT:

@@ -21,6 +21,8 @@ from typing import Any, Optional
 
 from .hub import PresenceFactory
 from .identity import Claims, load_secret
+from .moderation import ModerationStore
+from .moderation_store import SQLiteModeration
 from .rooms import RoomRegistry
 from .session import AddressLimits
 from .settings import Settings
@@ -44,6 +46,7 @@ class Engine:
     where: str  # the database or Redis, without any password
     presence: Optional[PresenceFactory] = None  # None: this process's own (chat_core.presence.Presence)
     limits: Optional[Callable[[Settings], AddressLimits]] = None  # None: this process's own (AddressLimits)
+    moderation: Optional[ModerationStore] = None  # None: kept in memory (the :memory: engine)
 
     async def status(self) -> dict[str, Any]:
         """For /healthz: the engine, and with Redis whether it answers and how many
@@ -83,6 +86,7 @@ class Engine:
 def open_engine(settings: Settings) -> Engine:
     if settings.redis_url:
         from .redis_history import RedisHistory, where
+        from .redis_moderation import RedisModeration
         from .redis_roster import RedisRoster
         from .redis_sequencer import RedisSequencer
         from .shared_presence import SharedPresence
@@ -90,19 +94,29 @@ def open_engine(settings: Settings) -> Engine:
         history = RedisHistory(settings.redis_url, settings.history_keep)
         sequencer = RedisSequencer(history)
         roster = RedisRoster(history, settings.presence_ttl)
+        moderation = RedisModeration(history)
 
         def shared(settings: Settings, registry: RoomRegistry, claims: Claims) -> SharedPresence:
             presence = SharedPresence(settings, registry, claims, roster)
-            sequencer.on_event, sequencer.on_resync = presence.on_event, presence.resync
+
+            def on_event(event: dict[str, Any]) -> None:  # the channel carries both
+                (moderation.on_change if event.get("p") == "mod" else presence.on_event)(event)
+
+            async def on_resync() -> None:  # what was announced while Redis was away is read again
+                await presence.resync()
+                moderation.on_change({"kind": "reload"})
+
+            sequencer.on_event, sequencer.on_resync = on_event, on_resync
             return presence
 
         from .redis_limits import SharedLimits
 
         return Engine(Kind.REDIS, history, sequencer, where(settings.redis_url), shared,
-                      lambda settings: SharedLimits(settings, roster))
+                      lambda settings: SharedLimits(settings, roster), moderation)
     store = open_store(settings.db, keep=settings.history_keep, durable=settings.durable)
-    kind = Kind.SQLITE if isinstance(store, SQLiteStore) else Kind.MEMORY
-    return Engine(kind, store, LocalSequencer(store), settings.db)
+    if isinstance(store, SQLiteStore):
+        return Engine(Kind.SQLITE, store, LocalSequencer(store), settings.db, moderation=SQLiteModeration(store))
+    return Engine(Kind.MEMORY, store, LocalSequencer(store), settings.db)
 
 
 def check_engine(settings: Settings) -> None:

@@ -37,7 +37,7 @@ from .protocol import CloseCode
 from .serve import tune_gc, uvicorn_options
 from .settings import SettingError, Settings, add_arguments
 from .store import StoreInUse, StoreUnusable, check_store
-from .web import bad_host, create_app, is_chat_socket
+from .web import ChatServer, bad_host, create_app, is_chat_socket
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
@@ -112,9 +112,22 @@ def gradio_login(conn: HTTPConnection) -> Optional[Login]:
     return Login(user, token) if user and token else None
 
 
+_running: list[ChatServer] = []  # the chat server of this process's app, once made (see chat_server)
+
+
 def chat_app(settings: Settings, assets: Path = ASSETS) -> FastAPI:
     """The chat server from chat_core; with --auth, it trusts Gradio's login."""
-    return create_app(settings, assets_dir=assets, authenticate=gradio_login if settings.auth else None)
+    app = create_app(settings, assets_dir=assets, authenticate=gradio_login if settings.auth else None)
+    _running[:] = [app.state.chat]
+    return app
+
+
+def chat_server() -> ChatServer:
+    """The chat server this process serves, for the dashboard's event handlers (they run
+    on the server's own event loop, so they may await the hub and the store directly)."""
+    if not _running:
+        raise RuntimeError("the chat server is not made yet (gradio_support.launch or mount makes it)")
+    return _running[0]
 
 
 def server_options(chat: FastAPI) -> dict[str, Any]:

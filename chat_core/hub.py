@@ -24,7 +24,8 @@ from typing import Any, Optional
 
 from . import protocol
 from .identity import Claims, Proof
-from .outbox import Outbox
+from .moderation import Moderation, ModerationStore, RoomRules
+from .outbox import Outbox, State
 from .presence import Presence
 from .protocol import CloseCode, Join
 from .refusal import Refusal
@@ -44,7 +45,8 @@ class Hub:
     """Everything the server knows about who is where. One per process."""
 
     def __init__(self, settings: Settings, store: Store, claims: Optional[Claims] = None,
-                 sequencer: Optional[Sequencer] = None, presence: Optional[PresenceFactory] = None) -> None:
+                 sequencer: Optional[Sequencer] = None, presence: Optional[PresenceFactory] = None,
+                 moderation: Optional[ModerationStore] = None) -> None:
         self.settings = settings
         self.store = store
         if claims is None:  # (not `claims or`: an empty Claims is falsy)
@@ -57,6 +59,8 @@ class Hub:
         self.presence = (presence or Presence)(settings, self.registry, self.claims)
         self.writer = HistoryWriter(sequencer or LocalSequencer(store), self._save_names, settings.commit_delay)
         self.members: set[Member] = set()
+        self.moderation = Moderation(moderation or ModerationStore())
+        self.moderation.on_kick, self.moderation.on_rules = self._kick, self._tell_rules
         self._reading: Optional[asyncio.Task[None]] = None  # rooms and names, while the store is away at start
 
     @property
@@ -92,6 +96,7 @@ class Hub:
     async def _read_state(self) -> None:
         await self.registry.start()
         await self.claims.open()
+        await self.moderation.open()
 
     async def _read_state_later(self) -> None:
         while True:
@@ -141,6 +146,7 @@ class Hub:
         """Enter (or switch to) a room: history, then `welcome`, then the join notice.
         ``trusted``: the name is the joiner's login, which proves it."""
         key, registry, presence = join.key, self.registry, self.presence
+        self.moderation.check_join(key, member.address)
         if not registry.is_listed(join.room) and len(registry.listed()) >= self.settings.max_rooms > 0:
             raise Refusal("too_many_rooms", "There are too many rooms in use; join one from the list.")
         room = await registry.open(join.room)  # counts us in room.joining
@@ -188,17 +194,19 @@ class Hub:
         if since is not None and since < room.last_id and (first is None or first > since + 1):
             gap = {"after": since, "first": first if first is not None else room.last_id + 1}
         member.outbox.put_many(frames)
-        member.send(presence.welcome(room, member, gap))
+        member.send(presence.welcome(room, member, gap, self.moderation.room_rules(room.name).to_json()))
         presence.joined(room, member, changed)
         if self.claims.dirty:
             self.writer.wake()
 
-    def check_post(self, member: Member) -> None:
-        """Refuse a message ``member`` may not send now (before it counts against any limit)."""
+    def check_post(self, member: Member) -> float:
+        """Refuse a message or change ``member`` may not send now (before it counts against
+        any limit); the room's slow mode for ``member`` in seconds (0: none)."""
         if member.room is None or member.name is None:
             raise Refusal("not_joined", "Join a room (send a \"join\" frame) before sending messages.")
         if self.writer.stopping:
             raise Refusal("shutting_down", "The server is restarting; send it again once reconnected.")
+        return self.moderation.check_post(member.room.name, member.moderator)
 
     def post(self, member: Member, text: str, cid: Optional[str] = None) -> None:
         """Queue a chat message from ``member``; it is broadcast once stored (a ``cid`` its
@@ -214,6 +222,37 @@ class Hub:
         assert member.room is not None and member.name is not None
         self.writer.post(Draft(member, member.room.name, member.name, text, protocol.now(), None, member.author,
                                kind, target, emoji))
+
+    async def remove(self, room: str, msg_id: int, actor: str) -> Optional[Refusal]:
+        """A moderator deletes message ``msg_id`` of ``room``, whoever wrote it: stored and
+        broadcast as any delete, then audited. The refusal, if it was not deleted."""
+        reply = Member(Reply())
+        reply.name = "moderator"
+        done: asyncio.Future[Optional[Refusal]] = asyncio.get_running_loop().create_future()
+        message = await self.store.message(room, msg_id)
+        self.writer.post(Draft(reply, room, reply.name, "", protocol.now(), None, "", Change.DELETE, msg_id,
+                               moderator=True, done=done))
+        refused = await asyncio.wait_for(done, 30.0)
+        if refused is None:
+            await self.moderation.record_delete(actor, room, msg_id, message.user if message else "?")
+        return refused
+
+    def _kick(self, room: str, key: str, address: str) -> None:
+        """Close this process's connections in ``room`` ("": any) of name ``key`` or from ``address``."""
+        if not key and not address:
+            return
+        for member in list(self.members):
+            if room and (member.room is None or member.room.name != room):
+                continue
+            if (key and member.key == key) or (address and member.address == address):
+                member.outbox.close(CloseCode.KICKED, "removed by a moderator", drop=False)
+                self.presence.leave(member)
+
+    def _tell_rules(self, room: str, rules: RoomRules) -> None:
+        """The members of ``room`` here hear of its new topic, slow mode or lock."""
+        found = self.registry.rooms.get(room)
+        if found is not None and found.members:
+            self.presence.fanout.broadcast(found, protocol.room_rules(room, rules.topic, rules.slow, rules.locked))
 
     def typing(self, member: Member) -> None:
         """``member`` is typing: the others in its room are told (never stored)."""
@@ -270,3 +309,17 @@ class Hub:
             "tasks": len(asyncio.all_tasks()),
             "failed_batches": self.writer.failed_batches,
         }
+
+
+class Reply(Outbox):
+    """The outbox of a change no socket sent (a moderator's delete): what the writer
+    answers is kept, nothing is sent."""
+
+    def __init__(self) -> None:  # (no socket, no loop, no limit: nothing of Outbox's own)
+        self.state = State.OPEN
+        self.frames: list[str] = []
+
+    def put(self, frame: str, encoded: Optional[bytes] = None) -> bool:
+        self.frames.append(frame)
+        return True
+

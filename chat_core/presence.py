@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from typing import Optional
+from typing import Any, Optional
 
 from . import protocol
 from .fanout import FanOut
@@ -143,11 +143,12 @@ class Presence:
         if room.members:
             self.fanout.broadcast(room, frame)
 
-    def welcome(self, room: Room, member: Member, gap: Optional[dict[str, int]]) -> str:
+    def welcome(self, room: Room, member: Member, gap: Optional[dict[str, int]],
+                rules: Optional[dict[str, Any]] = None) -> str:
         names = room.names  # kept sorted as members come and go: no sort per join in a crowd
         shown = self.settings.users_shown
         return protocol.welcome(member.name or "", room.name, names[:shown] if shown else names,
-                                self.online(room), room.last_id, gap, member.token, self.settings.max_text)
+                                self.online(room), room.last_id, gap, member.token, self.settings.max_text, rules)
 
     def typing(self, room: Room, member: Member) -> bool:
         """Tell the others in ``room`` that ``member`` is typing; not in a big room (one

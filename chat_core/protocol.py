@@ -32,6 +32,7 @@ class CloseCode(enum.IntEnum):
     INTERNAL = 1011  # an unexpected server error
     TRY_AGAIN_LATER = 1013  # read too slowly (outbox full, or stalled)
     REPLACED = 4001  # the name was taken over with its resume token: do not reconnect by yourself
+    KICKED = 4003  # removed by a moderator (kicked, or banned): may join again unless banned
 
 
 class ProtocolError(Exception):
@@ -262,11 +263,15 @@ def now() -> float:
     return round(time.time(), 3)
 
 
-def error(code: str, message: str, cid: Optional[str] = None) -> str:
-    """An ``error``; one that refuses a ``msg`` sent with a ``cid`` carries it back."""
-    if cid is None:
-        return encode({"type": "error", "code": code, "message": message})
-    return encode({"type": "error", "code": code, "message": message, "cid": cid})
+def error(code: str, message: str, cid: Optional[str] = None, until: Optional[float] = None) -> str:
+    """An ``error``; one that refuses a ``msg`` sent with a ``cid`` carries it back, a
+    ``banned`` one says until when (unix time)."""
+    frame: dict[str, Any] = {"type": "error", "code": code, "message": message}
+    if cid is not None:
+        frame["cid"] = cid
+    if until is not None:
+        frame["until"] = until
+    return encode(frame)
 
 
 def typing(user: str, room: str) -> str:
@@ -294,13 +299,22 @@ def msg_frame(payload: dict[str, Any]) -> str:
 
 
 def welcome(user: str, room: str, users: list[str], online: int, last_id: int,
-            gap: Optional[dict[str, int]], token: Optional[str], max_text: int = 0) -> str:
-    """The join confirmation (docs/protocol.md, ``welcome``)."""
+            gap: Optional[dict[str, int]], token: Optional[str], max_text: int = 0,
+            rules: Optional[dict[str, Any]] = None) -> str:
+    """The join confirmation (docs/protocol.md, ``welcome``); ``rules``: the room's topic,
+    slow mode and lock (:func:`room_rules`)."""
     payload: dict[str, Any] = {"user": user, "room": room, "ts": now(), "users": users, "online": online,
-                               "last_id": last_id, "gap": gap, "max_text": max_text}
+                               "last_id": last_id, "gap": gap, "max_text": max_text,
+                               **(rules or {"topic": "", "slow": 0, "locked": False})}
     if token is not None:
         payload["token"] = token
     return encode({"type": "welcome", "payload": payload})
+
+
+def room_rules(room: str, topic: str, slow: float, locked: bool) -> str:
+    """A room's rules changed: its topic, slow mode (seconds) and lock (docs/protocol.md, ``room``)."""
+    return encode({"type": "room", "payload": {"room": room, "topic": topic, "slow": slow, "locked": locked,
+                                               "ts": now()}})
 
 
 def presence(room: str, online: int, joined: list[str], left: list[str], more: int) -> str:

@@ -92,6 +92,15 @@ class SharedLimits(AddressLimits):
             "nn": (s.name_rate, 10),
         }
 
+    async def slow(self, room: str, key: str, seconds: float) -> bool:
+        """Slow mode over every process: a key that lives ``seconds`` (SET NX PX); with
+        Redis away, this process's own clock."""
+        try:
+            return bool(await self.redis.set(f"{self.prefix}slow:{room}:{key}", 1, nx=True,
+                                              px=max(1, int(seconds * 1000))))
+        except Exception:
+            return await super().slow(room, key, seconds)
+
     async def _spend(self, *buckets: tuple[str, str]) -> bool:
         """A token from each (kind, key) bucket in Redis, all or none."""
         args: list[Any] = [self.prefix]

@@ -5,11 +5,15 @@ frame with the ``code``; the codes are defined in docs/protocol.md."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 
 class Refusal(Exception):
-    """Refused by the chat's rules; ``code`` is the protocol's error code."""
+    """Refused by the chat's rules; ``code`` is the protocol's error code, ``until`` (a
+    ban's end, unix time) goes into the error frame when given."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, until: Optional[float] = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.until = until

@@ -24,7 +24,7 @@ from .store import Change, Message, Store, Update
 class Member:
     """One connection as the hub sees it."""
 
-    __slots__ = ("outbox", "name", "key", "room", "token", "author", "conn")
+    __slots__ = ("outbox", "name", "key", "room", "token", "author", "conn", "address", "moderator")
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
@@ -34,6 +34,8 @@ class Member:
         self.token: Optional[str] = None  # the resume token this connection holds its name with
         self.author = ""  # identity.author_of(token): whose messages these are
         self.conn = ""  # this connection in the shared rosters (Redis engine), once it took a name there
+        self.address = ""  # the client's address (for address bans)
+        self.moderator = False  # logged in with a login listed in --moderators
 
     def send(self, frame: str) -> bool:
         return self.outbox.put(frame)

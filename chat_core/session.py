@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Optional
 
 from . import protocol
 from .hub import Hub, Member
 from .limits import AddressCounter, Flood, KeyedBuckets, TokenBucket
+from .moderation import MAX_SLOW
 from .protocol import CloseCode, Delete, Edit, Join, Msg, Ping, ProtocolError, React, Typing
 from .refusal import Refusal
 from .rules import TYPING_EVERY
@@ -24,6 +26,8 @@ from .settings import Settings
 from .store import Change
 
 log = logging.getLogger("chat_core.session")
+
+SLOW_KEPT = 100_000  # (room, name) pairs remembered for slow mode before the stale ones are dropped
 
 
 class Session:
@@ -39,6 +43,8 @@ class Session:
         self.flood = Flood(s.rate, s.flood_limit)
         self.login = login
         self.address = address
+        member.address = address
+        member.moderator = login is not None and login in s.moderator_names()
         self.typed = -TYPING_EVERY  # loop time of the last typing relayed
 
 
@@ -55,6 +61,7 @@ class AddressLimits:
         self.rooms = KeyedBuckets(s.room_rate, 5)
         self.new_names = KeyedBuckets(s.name_rate, 10)
         self.open = AddressCounter(s.max_conn_per_ip)
+        self.last_sent: dict[tuple[str, str], float] = {}  # (room, name key) -> when, in slow rooms
 
     async def message(self, address: str, name_key: str) -> bool:
         """One message from ``address`` under the name ``name_key``."""
@@ -68,6 +75,18 @@ class AddressLimits:
 
     async def new_name(self, address: str) -> bool:
         return self.new_names.take(address)
+
+    async def slow(self, room: str, key: str, seconds: float) -> bool:
+        """The room's slow mode: True (and the clock started again) if name ``key`` sent
+        nothing in ``room`` for ``seconds``."""
+        now = time.monotonic()
+        last = self.last_sent.get((room, key))
+        if last is not None and now - last < seconds:
+            return False
+        if len(self.last_sent) >= SLOW_KEPT:  # bounded: forget those whose slow interval has passed
+            self.last_sent = {k: t for k, t in self.last_sent.items() if now - t < MAX_SLOW}
+        self.last_sent[(room, key)] = now
+        return True
 
     async def connect(self, address: str) -> bool:
         return self.connects.take(address)
@@ -101,10 +120,12 @@ class FrameHandler:
             frame = protocol.parse(text, self.settings.max_text)
             if isinstance(frame, Msg):
                 limits, cid = self.limits, frame.cid
-                hub.check_post(member)
+                slow = hub.check_post(member)
                 if not (session.messages.take() and await limits.message(session.address, member.key or "")):
                     self._too_fast(session, "Slow down: that message was not sent.", cid)
                     return
+                if slow and not await limits.slow(member.room.name if member.room else "", member.key or "", slow):
+                    raise Refusal("slow_mode", f"Slow mode is on in this room: one message every {slow:g} s.")
                 hub.post(member, frame.text, cid)
             elif isinstance(frame, (Edit, Delete, React)):  # changes count as messages against every rate
                 hub.check_post(member)
@@ -123,7 +144,7 @@ class FrameHandler:
         except ProtocolError as exc:
             member.send(protocol.error(exc.code, exc.message, exc.cid))
         except Refusal as exc:
-            member.send(protocol.error(exc.code, exc.message, cid))
+            member.send(protocol.error(exc.code, exc.message, cid, exc.until))
         except hub.writer.sequencer.expected as exc:  # the store is away (Redis down): reading history failed
             log.info("join refused, history unreadable: %s: %s", type(exc).__name__, exc)
             member.send(protocol.error("store_unavailable", "The chat history cannot be read right now; try again."))

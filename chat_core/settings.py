@@ -20,8 +20,8 @@ from typing import Any, Optional
 from . import rules
 
 
-def _opt(default: Any, help: str, flag: Optional[str] = None) -> Any:
-    return field(default=default, metadata={"help": help, "flag": flag})
+def _opt(default: Any, help: str, flag: Optional[str] = None, secret: bool = False) -> Any:
+    return field(default=default, repr=not secret, metadata={"help": help, "flag": flag})
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ class Settings:
     durable: bool = _opt(False, "Wait for the disk at every history commit (SQLite synchronous=FULL): the last batches"
                                 " survive a power cut too, at a cost per batch.")
     commit_delay: float = _opt(0.0, "Extra seconds the history writer waits to gather a bigger batch.")
-    secret: str = _opt("", "Secret for login tokens and /ws tickets; empty: generated once and kept in <db>.secret.")
+    secret: str = _opt("", "Secret for login tokens and /ws tickets; empty: generated once and kept in <db>.secret.",
+                       secret=True)
     rate: float = _opt(5.0, "Messages per second per connection (token bucket rate).")
     burst: int = _opt(10, "Messages a connection may send in a burst.")
     flood_limit: int = _opt(20, "Refused (rate-limited) messages, net of `rate` forgiven per second, before close "
@@ -86,6 +87,10 @@ class Settings:
     require_origin: bool = _opt(False, "Refuse WebSocket connections that send no Origin header (scripts, bots).")
     auth: str = _opt("", "Logins 'user:password', comma-separated: protects the UI, /ws and the API; chat name = login"
                          " name.")
+    moderators: str = _opt("", "Logins of --auth that are moderators, comma-separated: the Moderation tab and the admin"
+                               " API for them; they may write in locked rooms and skip slow mode.")
+    admin_token: str = _opt("", "Token (16+ bytes) that makes whoever presents it a moderator: Bearer token of the "
+                                "admin API, sign-in of the Moderation tab; empty: only --moderators.", secret=True)
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Settings:
@@ -146,10 +151,22 @@ class Settings:
             raise SettingError(f"{describe(_field('redis_url'))}: {self.redis_url!r} is not a Redis URL "
                                "such as redis://localhost:6379/0, rediss://host:6380 or unix:///run/redis.sock")
         try:
-            self.logins()
+            logins = self.logins()
         except ValueError as exc:
             raise SettingError(f"{describe(_field('auth'))}: {exc}") from None
+        for name in self.moderator_names():
+            if name not in logins:
+                raise SettingError(f"{describe(_field('moderators'))}: {name!r} is not a login of --auth "
+                                   f"({', '.join(sorted(logins)) or 'none given'})")
+        if self.admin_token and len(self.admin_token.encode()) < 16:
+            raise SettingError(f"{describe(_field('admin_token'))}: too short ({len(self.admin_token.encode())} "
+                               "bytes); give at least 16, e.g. python -c "
+                               "\"import secrets; print(secrets.token_hex())\"")
         return self
+
+    def moderator_names(self) -> frozenset[str]:
+        """``moderators`` as a set of login names."""
+        return frozenset(split_list(self.moderators))
 
 
 SPACE_DATA = Path("/data")  # a Space's persistent storage, when it has some

@@ -294,6 +294,15 @@ class SQLiteStore(Store):
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
+    async def run(self, fn: Callable[[], T]) -> T:
+        """``fn`` on the store's one thread, for modules that keep tables of their own in
+        this file (chat_core.moderation_store): no second connection, no race with the writer."""
+        return await self._run(fn)
+
+    @property
+    def connection(self) -> Optional[sqlite3.Connection]:
+        return self._db
+
     async def open(self) -> None:
         await self._run(self._open)
 

@@ -24,10 +24,12 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from . import logs, protocol
+from .admin_api import admin_router
 from .admission import Authenticator, Gate, address_of, allowed_list, basic_auth
 from .engine import Engine, open_engine
 from .hub import Health, Hub
 from .identity import Claims
+from .moderators import Moderators
 from .outbox import FRAME_WRITER, FrameWriter, open_outbox
 from .protocol import CloseCode, ProtocolError
 from .session import AddressLimits, FrameHandler, Session
@@ -55,6 +57,7 @@ class ChatServer:
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.limits = AddressLimits(self.settings)
         self.gate = Gate(self.settings, authenticate)
+        self.moderators = Moderators(self.settings)
 
     async def start(self) -> None:
         if self.hub is not None:
@@ -65,7 +68,7 @@ class ChatServer:
         self.gate.secret = await engine.secret(s.secret)
         claims = Claims(engine.store, self.gate.secret, s.token_ttl, s.name_reserve,
                         logins=self.authenticate is not None)
-        self.hub = Hub(s, engine.store, claims, engine.sequencer, engine.presence)
+        self.hub = Hub(s, engine.store, claims, engine.sequencer, engine.presence, engine.moderation)
         if engine.limits is not None:
             self.limits = engine.limits(s)
         await self.hub.start()
@@ -334,6 +337,7 @@ def create_app(settings: Optional[Settings] = None, assets_dir: Optional[Path] =
     app.state.chat = server
     app.add_middleware(CORSMiddleware, **cors_options(settings))
     app.include_router(server.router())
+    app.include_router(admin_router(server))
     if assets_dir is not None:
         page = Path(assets_dir) / "page.html"
 

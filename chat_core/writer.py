@@ -63,6 +63,8 @@ class Draft:
     kind: Optional[Change] = None  # None: a new message
     target: int = 0  # a change's message
     emoji: str = ""
+    moderator: bool = False  # a moderator's delete: the author rule does not apply
+    done: Optional[asyncio.Future[Optional[Refusal]]] = None  # told the outcome (None: stored), if given
 
     def message(self, msg_id: int) -> Message:
         return Message(self.room, msg_id, self.user, self.text, self.ts, self.cid, self.author)
@@ -75,7 +77,8 @@ class Draft:
     def change(self, current: Optional[Message]) -> tuple[Message, bool]:
         """The target after this change (:func:`chat_core.changes.apply`), or :class:`Refusal`."""
         assert self.kind is not None
-        return changes.apply(current, self.kind, self.author, self.user, self.ts, self.text, self.emoji)
+        return changes.apply(current, self.kind, self.author, self.user, self.ts, self.text, self.emoji,
+                             self.moderator)
 
 
 class Sent(NamedTuple):
@@ -300,10 +303,14 @@ class HistoryWriter:
             err = protocol.error("store_unavailable", text)
             for draft in batch:
                 draft.member.send(err if draft.cid is None else protocol.error("store_unavailable", text, draft.cid))
+                if draft.done is not None and not draft.done.done():
+                    draft.done.set_result(Refusal("store_unavailable", text))
             return
         self._recovered()
         fresh = 0
         for draft, (entry, again, refused) in zip(batch, sent, strict=True):
+            if draft.done is not None and not draft.done.done():
+                draft.done.set_result(refused)
             if refused is not None:  # a change the rules do not allow: told to its sender alone
                 draft.member.send(protocol.error(refused.code, refused.message))
             elif again and entry is not None:  # sent before: the stored one goes back to its sender, nobody else

@@ -20,6 +20,7 @@
  *   "connected"     the socket has a welcome (a room switch may be in flight)
  *   "reconnecting"  waiting to try again (after a close, or before joining again)
  *   "replaced"      closed with 4001; waits for join()
+ *   "removed"       closed with 4003 (a moderator); waits for join()
  *   "stopped"       stop() was called (the widget is gone); nothing happens any more
  * Each change is reported as {type: "state", state, info}.
  *
@@ -31,6 +32,7 @@ export const BACKOFF_BASE_MS = 500;
 export const BACKOFF_MAX_MS = 15000;
 export const JOIN_TIMEOUT_MS = 10000;
 export const REPLACED = 4001; // close code: our name was reclaimed by a newer connection
+export const KICKED = 4003; // close code: a moderator removed us (kicked, or banned)
 export const NO_WELCOME = 4000; // close code we use when a join gets no answer
 const OPEN = 1; // WebSocket.OPEN
 
@@ -303,6 +305,11 @@ export class Connection {
       this.clearTimer();
       const t = this.target() || {};
       this.setState("replaced", { user: (this.welcomed && this.welcomed.user) || t.user });
+      return;
+    }
+    if (ev.code === KICKED) { // coming back by ourselves would undo the moderator's kick
+      this.clearTimer();
+      this.setState("removed", { room: (this.welcomed && this.welcomed.room) || "" });
       return;
     }
     if (ev.code === 1008) this.attempt = Math.max(this.attempt, 4); // policy: do not hammer

@@ -209,6 +209,7 @@ function onWelcome(s, p, fx, now) {
   fx.push({ type: "clear_error" });
   fx.push({ type: "composer", enabled: true });
   if (typeof p.max_text === "number" && p.max_text > 0) fx.push({ type: "limits", maxText: p.max_text });
+  fx.push(rulesEffect(p));
   sendDue(s, now, fx); // what the replay did not bring back stored: again, same cid (never doubled)
 }
 
@@ -300,6 +301,16 @@ function onTyping(s, p, now) {
   return typing;
 }
 
+/** The room's rules as moderators set them (welcome, or a `room` frame): the topic line. */
+function rulesEffect(p) {
+  return {
+    type: "rules",
+    topic: typeof p.topic === "string" ? p.topic : "",
+    slow: typeof p.slow === "number" && p.slow > 0 ? p.slow : 0,
+    locked: p.locked === true,
+  };
+}
+
 function onFrame(s, frame, fx, now) {
   const p = payloadOf(frame);
   switch (frame.type) {
@@ -329,6 +340,9 @@ function onFrame(s, frame, fx, now) {
       return;
     case "presence":
       onPresence(s, p, fx);
+      return;
+    case "room":
+      if (p.room === s.viewRoom) fx.push(rulesEffect(p));
       return;
     case "error":
       onError(s, frame, fx);

@@ -80,6 +80,7 @@ export function createView(root) {
     input: q("chat-input"),
     send: q("chat-send"),
     typing: q("chat-typing"),
+    topic: q("chat-topic"),
     count: q("chat-count"),
     notify: q("chat-notify"),
     editing: q("chat-editing"),
@@ -600,6 +601,17 @@ export function createView(root) {
       for (const li of el.list.querySelectorAll("li.chat-pending")) li.remove();
       for (const item of items) el.list.appendChild(renderPending(item, me));
       if (stick && items.length) scrollToBottom();
+    },
+
+    /** The topic line: the room's topic, and whether it is read-only or in slow mode (as text, never markup). */
+    showRules(topic, slow, locked) {
+      if (!el.topic) return;
+      const notes = [];
+      if (locked) notes.push("read-only: only moderators can write");
+      if (slow) notes.push(`slow mode: one message every ${slow} s`);
+      const text = [topic, notes.length ? "(" + notes.join("; ") + ")" : ""].filter(Boolean).join(" ");
+      el.topic.textContent = text;
+      el.topic.hidden = !text;
     },
 
     showTyping(names) {

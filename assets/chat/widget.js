@@ -70,6 +70,9 @@ export function statusOf(state, info, now, degraded = false) {
     case "replaced":
       return ["replaced", `You are now chatting as ${info.user} in another tab or window. ` +
         "Press Join to chat here instead."];
+    case "removed":
+      return ["replaced", `A moderator removed you from #${info.room}. Press Join to come back ` +
+        "(if you are banned, the chat says until when)."];
     default:
       return ["idle", info.refused ? "Not joined." : "Not connected: pick a name and join."];
   }
@@ -222,6 +225,7 @@ export class Widget {
         this.typingTimer = e.names.length ? setInterval(() => this.dispatch({ type: "tick", now: Date.now() }), 1000) : null;
         return;
       case "limits": v.setMaxText(e.maxText); return;
+      case "rules": v.showRules(e.topic, e.slow, e.locked); return;
       case "edited": v.edited(e.id, e.text, e.ts); return;
       case "deleted":
         v.deleted(e.id);

@@ -181,6 +181,19 @@ test("the join timer stops at the welcome", () => {
   assert.equal(t.made.length, 1);
 });
 
+test("4003: a moderator removed us; no reconnecting until join()", () => {
+  const t = setup();
+  t.conn.join();
+  joinOk(t);
+  t.last().drop(4003, "removed by a moderator");
+  assert.equal(t.conn.state, "removed");
+  assert.deepEqual(t.clock.pending(), []);
+  t.clock.advance(600000);
+  assert.equal(t.made.length, 1);
+  t.conn.join();
+  assert.equal(t.made.length, 2);
+});
+
 test("4001: the name went to a newer tab; no reconnecting until join()", () => {
   const t = setup();
   t.conn.join();

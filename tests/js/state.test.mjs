@@ -34,7 +34,7 @@ function joined(extra = {}) {
 test("welcome: the history that came before it, the people, and what to remember", () => {
   const { state, effects } = joined();
   assert.deepEqual(types(effects), ["composer", "clear", "mark_own", "remember", "busy", "messages", "busy",
-    "scroll_bottom", "users", "welcome", "clear_error", "composer"]);
+    "scroll_bottom", "users", "welcome", "clear_error", "composer", "rules"]);
   const [items] = only(effects, "messages");
   assert.equal(items.countUnread, false, "a fresh list counts nothing as unread");
   assert.deepEqual(items.items, [
@@ -278,6 +278,17 @@ test("typing: shown per name, cleared by time, by their message and by their lea
 test("welcome tells the server's max_text", () => {
   const { effects } = joined({ max_text: 500 });
   assert.deepEqual(only(effects, "limits"), [{ type: "limits", maxText: 500 }]);
+});
+
+test("the room's topic, slow mode and lock: from welcome, then from room frames of this room only", () => {
+  let out = joined({ topic: "Release day", slow: 10, locked: false });
+  assert.deepEqual(only(out.effects, "rules"), [{ type: "rules", topic: "Release day", slow: 10, locked: false }]);
+  out = run(out.state, frame({ type: "room", payload: { room: "lobby", topic: "", slow: 0, locked: true } }));
+  assert.deepEqual(only(out.effects, "rules"), [{ type: "rules", topic: "", slow: 0, locked: true }]);
+  out = run(out.state, frame({ type: "room", payload: { room: "other", topic: "elsewhere", slow: 0, locked: false } }));
+  assert.deepEqual(only(out.effects, "rules"), []);
+  const old = joined(); // a server without moderation: no topic line
+  assert.deepEqual(only(old.effects, "rules"), [{ type: "rules", topic: "", slow: 0, locked: false }]);
 });
 
 test("a refused first join: the error, and the name field for name problems", () => {

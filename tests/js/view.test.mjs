@@ -40,6 +40,7 @@ test("the status line for each connection state", () => {
   assert.deepEqual(statusOf("connected", { user: "alice", room: "lobby" }), ["connected", "Connected as alice in #lobby."]);
   assert.deepEqual(statusOf("replaced", { user: "twin" }), ["replaced",
     "You are now chatting as twin in another tab or window. Press Join to chat here instead."]);
+  assert.match(statusOf("removed", { room: "lobby" })[1], /A moderator removed you from #lobby/);
   const at = (info, now) => statusOf("reconnecting", { due: 10000, ...info }, now)[1];
   assert.equal(at({ code: 1006, wasJoined: false, again: false }, 7600), "Cannot reach the chat server. Reconnecting in 3 s…");
   assert.equal(at({ code: 1006, wasJoined: true, again: true }, 9500), "Connection lost. Reconnecting in 1 s…");
