@@ -102,7 +102,7 @@ def show_moderation(request: gr.Request) -> tuple[Any, ...]:
 def sign_in(token: str, request: gr.Request) -> tuple[Any, ...]:
     mods = chat_server().moderators
     if mods.token_ok(token):
-        return ADMIN, gr.Column(visible=False), gr.Column(visible=True), "", "Signed in.", gr.Timer(active=True)
+        return ADMIN, gr.Column(visible=False), gr.Column(visible=True), "", gr.Timer(active=True)
     address = request.client.host if request.client else ""
     wait = "" if mods.may_guess(address) else " Too many wrong tokens: wait a minute."
     raise gr.Error("Wrong token." + wait)
@@ -126,7 +126,9 @@ async def refresh(room: str, moderator: Optional[str], request: gr.Request) -> t
 
 
 async def room_rules(room: str, moderator: Optional[str], request: gr.Request) -> tuple[Any, ...]:
-    """The room's recent messages and its rules, to change them."""
+    """The room's recent messages and its rules, to change them (nothing for others: it also runs on load)."""
+    if moderator is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     acting(moderator, request)
     hub = chat_server().hub
     assert hub is not None
@@ -275,12 +277,14 @@ with gr.Blocks(title="Realtime chat") as demo:
     # Moderation's events: sign in; then the views refresh every 5 s (the timer runs only
     # on a moderator's page) and after each action; picking a room shows its rules.
     views = [rooms, mod_room, recent, audit, bans]
+    room_form = [recent, topic, slow, locked]
     demo.load(show_moderation, outputs=[moderation_tab, moderator, signin_box, moderation_controls, moderation_note,
-                                        moderation_timer])
-    signin.click(sign_in, admin_token, [moderator, signin_box, moderation_controls, admin_token, moderation_note,
-                                        moderation_timer]).success(refresh, [mod_room, moderator], views)
+                                        moderation_timer]).then(room_rules, [mod_room, moderator], room_form)
+    signin.click(sign_in, admin_token, [moderator, signin_box, moderation_controls, admin_token, moderation_timer]
+                 ).success(room_rules, [mod_room, moderator], room_form).success(
+        refresh, [mod_room, moderator], views).success(lambda: "Signed in.", None, moderation_note)
     moderation_timer.tick(refresh, [mod_room, moderator], views)
-    mod_room.change(room_rules, [mod_room, moderator], [recent, topic, slow, locked])
+    mod_room.change(room_rules, [mod_room, moderator], room_form)
     for button, action, inputs in [
         (apply_rules, set_rules, [mod_room, topic, slow, locked, moderator]),
         (delete, delete_message, [mod_room, msg_id, moderator]),

@@ -30,7 +30,7 @@ Room = Path(..., description="The room's name")
 
 
 class BanRequest(BaseModel):
-    user: Optional[str] = Field(None, description="A name to ban (look-alike names are the same name)")
+    user: Optional[str] = Field(None, max_length=64, description="A name to ban (look-alike names are the same name)")
     address: Optional[str] = Field(None, max_length=64, description="A client address to ban")
     seconds: float = Field(..., gt=0, le=MAX_BAN, description="How long")
     reason: str = Field("", max_length=MAX_REASON)
@@ -120,7 +120,7 @@ def admin_router(server: ChatServer) -> APIRouter:
         if (body.user is None) == (body.address is None):
             raise HTTPException(422, "Give either user or address.")
         kind = BanKind.NAME if body.user is not None else BanKind.ADDRESS
-        value = name_key(body.user) if body.user is not None else (body.address or "").strip()
+        value = name_key(body.user.strip()) if body.user is not None else (body.address or "").strip()
         if not value:
             raise HTTPException(422, "An empty name or address cannot be banned.")
         made = await server._hub().moderation.ban(by, kind, value, body.seconds, body.reason,

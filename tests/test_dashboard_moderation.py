@@ -15,6 +15,7 @@ from test_gradio_app import start_server
 from test_gradio_security import log_in
 
 TOKEN = "dashboard-token-0123456789"
+HOSTILE = "<img src=x onerror=alert(1)> **bold**"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,7 @@ def sign_in(people: People, url: str):
     moderation_tab(page).click()
     page.get_by_label("Admin token").fill(TOKEN)
     page.get_by_role("button", name="Sign in as moderator").click()
-    expect(page.get_by_role("button", name="Delete message")).to_be_visible()
+    expect(page.get_by_text("Signed in.")).to_be_visible()  # (once the views are filled in)
     return page
 
 
@@ -62,8 +63,12 @@ def test_deleting_from_the_dashboard_removes_the_message_from_an_open_chat(
     say(chat, "buy cheap watches")
     expect_message(chat, "buy cheap watches")
     msg_id = chat.locator(f"{MESSAGES} li[data-id]").last.get_attribute("data-id")
+    say(chat, HOSTILE)
+    expect_message(chat, HOSTILE)
     admin = sign_in(people, mod_app.url)
     expect(admin.get_by_role("gridcell", name="buy cheap watches")).to_be_visible()  # the recent messages, with ids
+    expect(admin.get_by_role("gridcell", name=HOSTILE)).to_be_visible()  # shown as text
+    assert admin.locator("img[src='x']").count() == 0 and not people.dialogs
     admin.get_by_label("Message id").fill(str(msg_id))
     admin.get_by_role("button", name="Delete message").click()
     expect(admin.get_by_text(f"Message {msg_id} deleted.")).to_be_visible()
