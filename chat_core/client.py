@@ -166,6 +166,7 @@ class ChatClient:
         self.headers = headers or {}
         self.state = State.CONNECTING
         self.welcome: Optional[Welcome] = None
+        self.users: set[str] = set()  # who is online in the room, as far as the welcome and the notices tell
         self.history: list[Message] = []  # what the first join brought, oldest first (events are what came after)
         self._events: asyncio.Queue[Optional[Event]] = asyncio.Queue(events)
         self._socket: Optional[ClientConnection] = None
@@ -223,7 +224,12 @@ class ChatClient:
         self._sent[cid] = text
         try:
             await self._send({"type": "msg", "payload": {"text": text, "cid": cid}})
-            return await asyncio.wait_for(asyncio.shield(waiter), timeout)
+            # (asyncio.wait, not wait_for: on Python < 3.12 wait_for can swallow a cancel that
+            # comes as the waiter completes, and the caller would never stop)
+            done, _ = await asyncio.wait([waiter], timeout=timeout)
+            if not done:
+                raise TimeoutError(f"not stored within {timeout:g} s")
+            return waiter.result()
         finally:
             self._waiting.pop(cid, None)
             self._sent.pop(cid, None)
@@ -358,12 +364,21 @@ class ChatClient:
                              float(p.get("ts", 0.0)), str(p.get("text", "")), str(p.get("emoji", "")),
                              bool(p.get("on", False))))
         elif kind in ("join", "leave", "typing"):
-            self._put(Notice(str(kind), str(p.get("room", "")), str(p.get("user", ""))))
+            user = str(p.get("user", ""))
+            if kind == "join":
+                self.users.add(user)
+            elif kind == "leave":
+                self.users.discard(user)
+            self._put(Notice(str(kind), str(p.get("room", "")), user))
+        elif kind == "presence":
+            self.users.difference_update(p.get("left") or [])
+            self.users.update(p.get("joined") or [])
         elif kind == "welcome":
             self.token = p.get("token") or self.token
             self.name = str(p.get("user", self.name))
             last = int(p.get("last_id", 0))
             self.last_id = max(self.last_id or 0, last) if self.last_id is not None else last
+            self.users = set(p.get("users", []))
             self.welcome = Welcome(self.name, str(p.get("room", self.room)), list(p.get("users", [])),
                                    int(p.get("online", 0)), last, str(p.get("topic", "")))
             self._put(self.welcome)

@@ -1,0 +1,95 @@
+"""The example bots in bots/ answer in a real room (both engines), through chat_core.bot."""
+
+import asyncio
+import re
+from contextlib import asynccontextmanager
+
+from chat_core.bot import Bot
+from chat_core.client import ChatClient, Message
+
+
+def run(coro, timeout=60):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+@asynccontextmanager
+async def running(bot: Bot, url: str):
+    ready = asyncio.Event()
+    task = asyncio.create_task(bot.serve(url, ready=ready))
+    waiting = asyncio.create_task(ready.wait())
+    await asyncio.wait([task, waiting], timeout=10, return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        task.result()  # (raises why the bot could not start)
+    assert ready.is_set(), "the bot did not start"
+    try:
+        yield bot
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def answer_from(chat: ChatClient, who: str, timeout=10.0) -> str:
+    async def find():
+        async for event in chat:
+            if isinstance(event, Message) and event.user == who:
+                return event.text
+
+    return await asyncio.wait_for(find(), timeout)
+
+
+def test_help_who_and_dice(server):
+    from bots.dice import bot as dice
+    from bots.helper import bot as helper
+
+    async def go():
+        async with running(helper, server.url), running(dice, server.url), ChatClient(server.url, "ann") as ann:
+            await ann.send("/help")
+            assert "/roll" in await answer_from(ann, "helper")
+            await ann.send("/who")
+            who = await answer_from(ann, "helper")
+            assert "ann" in who and "dice" in who
+            await ann.send("/roll 2d6")
+            rolled = await answer_from(ann, "dice")
+            match = re.fullmatch(r"ann rolled 2d6: (\d) \+ (\d) = (\d+)", rolled)
+            assert match and int(match[1]) + int(match[2]) == int(match[3])
+            await ann.send("/roll 99d6")
+            assert "1 to 20 dice" in await answer_from(ann, "dice")
+            await ann.send("just talking")  # not a command: the dice bot says nothing
+            await ann.send("/roll d20")
+            assert "ann rolled 1d20" in await answer_from(ann, "dice")
+
+    run(go())
+
+
+def test_a_reminder_survives_a_restart_of_the_bot(server, tmp_path, monkeypatch):
+    monkeypatch.setenv("REMINDERS_FILE", str(tmp_path / "reminders.json"))
+    from bots.reminder import bot as reminder
+
+    async def go():
+        async with ChatClient(server.url, "ann") as ann:
+            async with running(reminder, server.url):
+                await ann.send("/remind 2s stretch")
+                assert "OK ann, in 2s: stretch" == await answer_from(ann, "reminder")
+            # the bot is gone now; it comes back after the reminder fell due
+            await asyncio.sleep(2.5)
+            async with running(reminder, server.url):
+                assert "@ann reminder: stretch" == await answer_from(ann, "reminder")
+                for _ in range(100):  # it leaves the file once said
+                    if (tmp_path / "reminders.json").read_text() == "[]":
+                        break
+                    await asyncio.sleep(0.05)
+                assert (tmp_path / "reminders.json").read_text() == "[]"
+
+    run(go())
+
+
+def test_the_model_bot_answers_what_is_addressed_to_it(server):
+    from bots.model import bot as model
+
+    async def go():
+        async with running(model, server.url), ChatClient(server.url, "ann") as ann:
+            await ann.send("nothing for the model")
+            await ann.send("@model hello there")
+            assert (await answer_from(ann, "model")).startswith("@ann Hello!")
+
+    run(go())
