@@ -25,6 +25,7 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional, Union
 
 from .client import ChatClient, Message, Notice
@@ -98,18 +99,27 @@ class Bot:
     def history(self) -> list[Message]:
         return self.chat.history if self.chat is not None else []
 
-    def run(self, url: str, room: str = "lobby", **client: Any) -> None:
-        """Connect and answer until interrupted (Ctrl+C)."""
+    def run(self, url: str, room: str = "lobby", token_file: Optional[Path] = None, **client: Any) -> None:
+        """Connect and answer until interrupted (Ctrl+C). The bot's resume token is kept in
+        ``token_file`` (default ~/.chat_core/bots/<name>.token), so that after a restart the
+        bot gets its name back: the chat keeps a name reserved for its token (--name-reserve)."""
+        path = token_file or Path.home() / ".chat_core" / "bots" / f"{self.name}.token"
         try:
-            asyncio.run(self.serve(url, room, **client))
+            asyncio.run(self.serve(url, room, token_file=path, **client))
         except KeyboardInterrupt:
             pass
 
     async def serve(self, url: str, room: str = "lobby", ready: Optional[asyncio.Event] = None,
-                    **client: Any) -> None:
+                    token_file: Optional[Path] = None, **client: Any) -> None:
         """Connect, then handle each event in order until the client stops (or this is cancelled)."""
+        if token_file is not None and token_file.exists() and "token" not in client:
+            client["token"] = token_file.read_text().strip() or None
         async with ChatClient(url, self.name, room, **client) as chat:
             self.chat = chat
+            if token_file is not None and chat.token:
+                token_file.parent.mkdir(parents=True, exist_ok=True)
+                token_file.write_text(chat.token)
+                token_file.chmod(0o600)  # it proves the name
             tasks: list[asyncio.Task[None]] = [asyncio.get_running_loop().create_task(h(self))
                                                for h in self.start_handlers]
             if ready is not None:

@@ -4,8 +4,11 @@ import asyncio
 import re
 from contextlib import asynccontextmanager
 
+import pytest
+
 from chat_core.bot import Bot
-from chat_core.client import ChatClient, Message
+from chat_core.client import ChatClient, ChatError, Message
+from servers import ServerProcess
 
 
 def run(coro, timeout=60):
@@ -13,9 +16,9 @@ def run(coro, timeout=60):
 
 
 @asynccontextmanager
-async def running(bot: Bot, url: str):
+async def running(bot: Bot, url: str, token_file=None):
     ready = asyncio.Event()
-    task = asyncio.create_task(bot.serve(url, ready=ready))
+    task = asyncio.create_task(bot.serve(url, ready=ready, token_file=token_file))
     waiting = asyncio.create_task(ready.wait())
     await asyncio.wait([task, waiting], timeout=10, return_when=asyncio.FIRST_COMPLETED)
     if task.done():
@@ -93,3 +96,23 @@ def test_the_model_bot_answers_what_is_addressed_to_it(server):
             assert (await answer_from(ann, "model")).startswith("@ann Hello!")
 
     run(go())
+
+
+def test_a_restarted_bot_gets_its_name_back_with_its_token_file(tmp_path):
+    from bots.dice import bot as dice
+
+    with ServerProcess(["--db", str(tmp_path / "c.db")], env={"CHAT_NAME_RESERVE": "86400"}) as srv:
+
+        async def go():
+            token = tmp_path / "dice.token"
+            async with running(dice, srv.url, token):
+                pass
+            async with running(dice, srv.url, token), ChatClient(srv.url, "ann") as ann:
+                await ann.send("/roll 1d6")
+                assert "ann rolled 1d6" in await answer_from(ann, "dice")
+            with pytest.raises(ChatError) as info:  # without the token, the name is kept for the bot
+                async with running(dice, srv.url):
+                    pass
+            assert info.value.code == "name_taken"
+
+        run(go())
