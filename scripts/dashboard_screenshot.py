@@ -28,7 +28,7 @@ from chat_core.settings import limits_off
 
 TALK = {
     "lobby": [("alice", "Morning all!"), ("bob", "Morning. Release is at noon."), ("carol", "I'll write the notes.")],
-    "python": [("dan", "asyncio.TaskGroup or gather?"), ("erin", "TaskGroup: it cancels the rest on an error.")],
+    "python": [("dan", "gather or a task group?"), ("erin", "A task group: it cancels the rest on an error.")],
     "support": [("frank", "The page says reconnecting…"), ("grace", "Fixed now: Redis was restarting.")],
 }
 
