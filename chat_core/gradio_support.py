@@ -14,10 +14,12 @@ that knows Gradio (the core, the hub and the web adapter do not).
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import stat
 import sys
+import threading
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
@@ -32,6 +34,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .admission import Login
+from .bot import Bot
 from .engine import check_engine
 from .protocol import CloseCode
 from .serve import tune_gc, uvicorn_options
@@ -216,6 +219,10 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true",
                         help="Also ask Gradio for a public share link to this port (not on Spaces).")
     parser.add_argument("--inbrowser", action="store_true", help="Open the app in the default browser.")
+    parser.add_argument("--bot", action="append", default=[], metavar="MODULE:NAME",
+                        help="Run a chat_core.bot.Bot inside the app, e.g. bots.dice:bot (repeatable); it joins "
+                             "over the app's own /ws, with the same checks and limits as any client.")
+    parser.add_argument("--bot-room", default="lobby", help="The room --bot bots join (default lobby).")
     add_arguments(parser)
     return parser.parse_args(argv)
 
@@ -230,6 +237,7 @@ def launch(demo: gr.Blocks, argv: Optional[list[str]] = None) -> None:
     (which makes share links), until Ctrl+C or SIGTERM."""
     args = parse_args(argv)
     settings = checked_settings(args)
+    bots = [load_bot(spec) for spec in args.bot]  # before anything starts: a typo stops here
     try:
         check_engine(settings)  # before Gradio starts: a second server on the same file would reuse ids
     except StoreInUse as exc:
@@ -257,8 +265,29 @@ def launch(demo: gr.Blocks, argv: Optional[list[str]] = None) -> None:
             )
         if demo.share_url:
             chat.state.chat.gate.allow_share_link(demo.share_url)
+        for bot in bots:
+            start_bot(bot, demo.local_url or f"http://127.0.0.1:{demo.server_port}", args.bot_room)
         demo.block_thread()  # until Ctrl+C or SIGTERM; it closes the server then
     except KeyboardInterrupt:  # stopped while still starting up
         demo.close()
 
 
+def load_bot(spec: str) -> Bot:
+    """``module:name`` as the :class:`chat_core.bot.Bot` it names; else exit with one line."""
+    module, _, name = spec.partition(":")
+    try:
+        bot = getattr(importlib.import_module(module), name or "bot")
+    except (ImportError, AttributeError, ValueError) as exc:
+        sys.exit(f"error: --bot {spec!r}: {exc}")
+    if not isinstance(bot, Bot):
+        sys.exit(f"error: --bot {spec!r} is a {type(bot).__name__}, not a chat_core.bot.Bot")
+    return bot
+
+
+def start_bot(bot: Bot, url: str, room: str) -> threading.Thread:
+    """Run ``bot`` beside the app, in a thread of its own: it reaches the chat as any client
+    does, through /ws on loopback (so every check and limit applies to it)."""
+    url = url.replace("0.0.0.0", "127.0.0.1")
+    thread = threading.Thread(target=bot.run, args=(url, room), name=f"bot-{bot.name}", daemon=True)
+    thread.start()
+    return thread

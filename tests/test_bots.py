@@ -116,3 +116,35 @@ def test_a_restarted_bot_gets_its_name_back_with_its_token_file(tmp_path):
             assert info.value.code == "name_taken"
 
         run(go())
+
+
+def test_a_bot_inside_the_app_answers_and_a_bad_bot_stops_the_start(tmp_path):
+    import subprocess
+    import sys
+
+    from servers import ROOT
+    from test_gradio_app import start_server
+
+    srv = start_server(tmp_path, args=("--bot", "bots.dice:bot"))
+    try:
+
+        async def go():
+            async with ChatClient(srv.url, "ann") as ann:
+                for _ in range(50):  # the bot joins once the app listens
+                    if "dice" in ann.users:
+                        break
+                    await asyncio.sleep(0.2)
+                await ann.send("/roll 3d6")
+                assert "ann rolled 3d6" in await answer_from(ann, "dice")
+
+        run(go())
+    finally:
+        srv.stop()
+    bad = subprocess.run(
+        [sys.executable, "gradio_app.py", "--bot", "bots.nope:bot"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode != 0 and "--bot 'bots.nope:bot'" in bad.stderr
