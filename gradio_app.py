@@ -16,6 +16,7 @@ import time
 from typing import Any, Optional
 
 import gradio as gr
+import pandas as pd
 
 from chat_core import protocol
 from chat_core.admin_api import clean_topic
@@ -69,6 +70,47 @@ if (window.ChatWidget) {
   window.__chatPending = (window.__chatPending || []).concat(element);
 }
 """
+
+# --- Activity: the last hour's numbers (chat_core.activity), while the tab is open -----------
+
+ACTIVITY_EVERY = 5  # seconds between refreshes; one snapshot serves every page (Activity.snapshot)
+
+
+def frame(rows: list[dict[str, Any]], columns: list[str], time_column: str) -> pd.DataFrame:
+    """Rows as a DataFrame for a plot, ``time_column`` (unix seconds) as UTC datetimes."""
+    df = pd.DataFrame(rows, columns=columns)
+    df[time_column] = pd.to_datetime(df[time_column], unit="s", utc=True)
+    return df
+
+
+async def activity_view() -> tuple[gr.LinePlot, gr.LinePlot, list[list[Any]], str]:
+    """Messages per minute, people online, the busiest rooms and the totals, for the tab."""
+    server = chat_server()
+    if server.activity is None or server.hub is None:
+        raise gr.Error("The chat server is not running.")
+    try:
+        snap = await server.activity.snapshot()
+    except server.hub.writer.sequencer.expected:
+        raise gr.Error("The chat history cannot be read right now.") from None
+    t = snap.totals
+    totals = (f"**{t['rooms']}** rooms listed · **{t['online']}** people online · "
+              f"**{t['last_hour']}** messages in the last hour · **{t['stored']}** messages stored")
+    # Gradio's plot keeps its colour legend from the first value and only swaps the data after:
+    # naming the series (a prop) makes it draw the plot anew, so a room that starts talking shows up.
+    return (plot(snap.per_minute, ["minute", "room", "messages"], "minute"),
+            plot(snap.online, ["ts", "room", "online"], "ts"),
+            [[r["room"], r["online"], r["messages"]] for r in snap.busiest], totals)
+
+
+def plot(rows: list[dict[str, Any]], columns: list[str], time_column: str) -> gr.LinePlot:
+    series = list(dict.fromkeys(r["room"] for r in rows))
+    return gr.LinePlot(value=frame(rows, columns, time_column), colors_in_legend=series)
+
+
+def activity_timer(evt: gr.SelectData) -> gr.Timer:
+    """Refresh only while the Activity tab is the one shown (a Timer runs per open page)."""
+    return gr.Timer(active=evt.value == "Activity")
+
 
 # --- Moderation: for moderators only (chat_core.moderators says who); every handler checks
 # again, on the server, who is asking: `moderator` is per-page state that never leaves it.
@@ -220,7 +262,7 @@ with gr.Blocks(title="Realtime chat") as demo:
         "Pick a name, join a room and talk. Open a second tab to see messages arrive. "
         "The same chat without Gradio is at [chat](chat); the HTTP API is described at [docs](docs)."
     )
-    with gr.Tabs():
+    with gr.Tabs() as tabs:
         with gr.Tab("Chat", id="chat"):
             gr.HTML(
                 WIDGET_HTML,
@@ -230,8 +272,17 @@ with gr.Blocks(title="Realtime chat") as demo:
                 elem_id="chat-widget",
             )
 
-        with gr.Tab("Activity", id="activity"):
-            pass  # activity: filled in below
+        with gr.Tab("Activity", id="activity") as activity_tab:
+            activity_totals = gr.Markdown(elem_id="activity-totals")
+            per_minute_plot = gr.LinePlot(x="minute", y="messages", color="room", x_title="minute (your time)",
+                                          y_title="messages", title="Messages per minute, last hour",
+                                          height=280, y_lim=[0, None], elem_id="activity-per-minute")
+            online_plot = gr.LinePlot(x="ts", y="online", color="room", x_title="time (your time)",
+                                      y_title="people online", title="People online, last hour",
+                                      height=280, y_lim=[0, None], elem_id="activity-online")
+            busiest = gr.Dataframe(headers=["room", "online", "messages (last hour)"], interactive=False,
+                                   label="Busiest rooms", elem_id="activity-busiest")
+            activity_clock = gr.Timer(ACTIVITY_EVERY, active=False)
 
         with gr.Tab("History", id="history"):
             pass  # history: filled in below
@@ -273,6 +324,12 @@ with gr.Blocks(title="Realtime chat") as demo:
                 audit = gr.Dataframe(headers=["time", "moderator", "action", "room", "target", "detail"],
                                      interactive=False, wrap=True)
                 moderation_timer = gr.Timer(5, active=False)
+
+    # Activity's events: filled when the tab is picked, then every ACTIVITY_EVERY s while it stays picked.
+    activity_views = [per_minute_plot, online_plot, busiest, activity_totals]
+    activity_tab.select(activity_view, None, activity_views)
+    tabs.select(activity_timer, None, activity_clock)
+    activity_clock.tick(activity_view, None, activity_views)
 
     # Moderation's events: sign in; then the views refresh every 5 s (the timer runs only
     # on a moderator's page) and after each action; picking a room shows its rules.

@@ -29,6 +29,8 @@ from .store import Change, Claim, Entry, Message, Store, Update
 log = logging.getLogger("chat_core.redis")
 
 COMMAND_TIMEOUT = 2.0  # seconds a Redis command may take before the chat says Redis is not answering
+SCAN_PAGE = 1000  # stream entries per XREVRANGE when counting messages per minute
+SCAN_CAP = 50_000  # entries read per room at most for one count (about 830 a minute for an hour)
 
 
 class Keys:
@@ -211,6 +213,31 @@ class RedisHistory(Store):
             for room in rooms:
                 pipe.xlen(self.keys.stream(room))
             return sum(await pipe.execute())
+
+    async def minute_counts(self, since_ts: float) -> list[tuple[str, int, int]]:
+        """Bounded: only rooms whose newest message is at or after ``since_ts`` (the times hash),
+        each read newest first in pages of :data:`SCAN_PAGE` until an entry is older or
+        :data:`SCAN_CAP` entries were read (past that, the hour's oldest minutes count short).
+        Deleted messages have no stream entry, so they do not count; changes are another stream."""
+        last, times = await self._hashes()
+        found: dict[tuple[str, int], int] = {}
+        for room in sorted(r for r, t in times.items() if float(t) >= since_ts and r in last):
+            top, read = "+", 0
+            while read < SCAN_CAP:
+                page = await self.redis.xrevrange(self.keys.stream(room), top, "-", count=SCAN_PAGE)
+                for _, fields in page:
+                    ts = float(fields["ts"])
+                    if ts < since_ts:
+                        break
+                    key = (room, int(ts // 60) * 60)
+                    found[key] = found.get(key, 0) + 1
+                else:
+                    read += len(page)
+                    if len(page) == SCAN_PAGE:
+                        top = f"({page[-1][0]}"
+                        continue
+                break
+        return sorted((room, minute, n) for (room, minute), n in found.items())
 
     # --- names held with a resume token ------------------------------------------
 

@@ -182,6 +182,11 @@ class Store:
     async def count(self) -> int:
         raise NotImplementedError
 
+    async def minute_counts(self, since_ts: float) -> list[tuple[str, int, int]]:
+        """(room, minute start in unix seconds, messages) for the messages sent at or after
+        ``since_ts`` and not deleted (chat_core.activity); changes are not messages."""
+        raise NotImplementedError
+
     async def recent_sends(self, since_ts: float) -> list[Message]:
         """The messages sent with a ``cid`` after ``since_ts``, oldest first (what a
         restarted server must still recognise as sent: :mod:`chat_core.resend`)."""
@@ -238,6 +243,16 @@ class MemoryStore(Store):
 
     async def count(self) -> int:
         return sum(len(q) for q in self._rooms.values())
+
+    async def minute_counts(self, since_ts: float) -> list[tuple[str, int, int]]:
+        found: defaultdict[tuple[str, int], int] = defaultdict(int)
+        for room, q in self._rooms.items():
+            for m in reversed(q):  # newest first: stop at the first one too old
+                if m.ts < since_ts:
+                    break
+                if not m.deleted:
+                    found[room, int(m.ts // 60) * 60] += 1
+        return sorted((room, minute, n) for (room, minute), n in found.items())
 
     async def recent_sends(self, since_ts: float) -> list[Message]:
         found = [m for q in self._rooms.values() for m in q if m.cid is not None and m.ts > since_ts]
@@ -439,6 +454,17 @@ class SQLiteStore(Store):
     async def count(self) -> int:
         return await self._run(lambda: self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])  # type: ignore[union-attr]
 
+    async def minute_counts(self, since_ts: float) -> list[tuple[str, int, int]]:
+        return await self._run(self._minute_counts, since_ts)
+
+    def _minute_counts(self, since_ts: float) -> list[tuple[str, int, int]]:
+        assert self._db is not None
+        # One range scan of the covering index messages_ts (ts, deleted; room comes with the key).
+        rows = self._db.execute(
+            "SELECT room, CAST(ts / 60 AS INTEGER) * 60 AS minute, COUNT(*) FROM messages "
+            "WHERE ts >= ? AND deleted IS NULL GROUP BY room, minute ORDER BY room, minute", (since_ts,)).fetchall()
+        return [(room, int(minute), int(n)) for room, minute, n in rows]
+
 
 COLUMNS = "room, id, user, text, ts, cid, author, edited, deleted, reactions"
 
@@ -453,6 +479,7 @@ def migrate(db: sqlite3.Connection) -> None:
         if column not in have:
             db.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
     db.execute("CREATE INDEX IF NOT EXISTS messages_sent ON messages (ts) WHERE cid IS NOT NULL")
+    db.execute("CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts, deleted)")  # Store.minute_counts
 
 
 def message_row(m: Message) -> tuple[Any, ...]:

@@ -24,6 +24,7 @@ from starlette.responses import PlainTextResponse
 from starlette.types import Receive, Scope, Send
 
 from . import logs, protocol
+from .activity import Activity
 from .admin_api import admin_router
 from .admission import Authenticator, Gate, address_of, allowed_list, basic_auth
 from .engine import Engine, open_engine
@@ -53,6 +54,7 @@ class ChatServer:
         self.challenge = challenge  # answer 401 with an HTTP Basic challenge (the browser's own login box)
         self.hub: Optional[Hub] = None
         self.engine: Optional[Engine] = None
+        self.activity: Optional[Activity] = None
         self.frames: Optional[FrameHandler] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.limits = AddressLimits(self.settings)
@@ -72,6 +74,8 @@ class ChatServer:
         if engine.limits is not None:
             self.limits = engine.limits(s)
         await self.hub.start()
+        self.activity = Activity(self.hub)  # who is online, sampled (chat_core.activity)
+        self.activity.start()
         self.frames = FrameHandler(self.hub, s, self.limits)
         self.loop = asyncio.get_running_loop()
         log.info("chat history in %s (%s engine)", engine.where, engine.kind.value)
@@ -93,6 +97,9 @@ class ChatServer:
             log.warning("could not close chat connections within %.1fs", timeout)
 
     async def stop(self) -> None:
+        if self.activity is not None:
+            await self.activity.stop()
+            self.activity = None
         if self.hub is not None:
             await self.hub.stop()
             self.hub = None
@@ -229,6 +236,16 @@ class ChatServer:
             except hub.writer.sequencer.expected:  # the store is away (Redis down): try again later
                 raise HTTPException(503, "the chat history cannot be read right now") from None
             return {"room": room, "messages": [m.payload() for m in found]}
+
+        @router.get("/api/activity", tags=["chat"], dependencies=guarded,
+                    summary="The last hour: messages per minute per room, people online over time, busiest rooms")
+        async def activity() -> dict[str, Any]:
+            if self.activity is None:
+                raise HTTPException(503, "chat server is not running")
+            try:
+                return (await self.activity.snapshot()).as_json()
+            except self._hub().writer.sequencer.expected:  # the store is away (Redis down)
+                raise HTTPException(503, "the chat history cannot be read right now") from None
 
         @router.get("/api/me", tags=["chat"], summary="The logged-in user (the chat name) and the page's /ws ticket")
         async def me(request: Request) -> dict[str, Optional[str]]:
