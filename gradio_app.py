@@ -19,7 +19,8 @@ import gradio as gr
 import pandas as pd
 
 from chat_core import protocol
-from chat_core.admin_api import clean_topic
+from chat_core.admin_api import cannot_change, clean_topic, normal_address
+from chat_core.admission import address_of
 from chat_core.gradio_support import (  # noqa: F401
     ASSETS,
     ChatRoutes,
@@ -142,12 +143,16 @@ def show_moderation(request: gr.Request) -> tuple[Any, ...]:
 
 
 def sign_in(token: str, request: gr.Request) -> tuple[Any, ...]:
-    mods = chat_server().moderators
+    server = chat_server()
+    mods = server.moderators
+    http = request.request  # (the address as the chat counts it, behind a share link or a proxy too)
+    address = address_of(http, server.settings, server.gate.share_host) if http is not None else ""
+    if mods.blocked(address):
+        raise gr.Error("Too many wrong tokens from this address: wait a minute.")
     if mods.token_ok(token):
         return ADMIN, gr.Column(visible=False), gr.Column(visible=True), "", gr.Timer(active=True)
-    address = request.client.host if request.client else ""
-    wait = "" if mods.may_guess(address) else " Too many wrong tokens: wait a minute."
-    raise gr.Error("Wrong token." + wait)
+    mods.wrong(address)
+    raise gr.Error("Wrong token.")
 
 
 async def refresh(room: str, moderator: Optional[str], request: gr.Request) -> tuple[Any, ...]:
@@ -195,7 +200,10 @@ async def delete_message(room: str, msg_id: Optional[float], moderator: Optional
     assert hub is not None
     if not msg_id or msg_id < 1:
         return "Give the id of a message (the first column)."
-    refused = await hub.remove(room_of(room), int(msg_id), by)
+    try:
+        refused = await hub.remove(room_of(room), int(msg_id), by)
+    except cannot_change(hub):
+        raise gr.Error("The chat history cannot be changed right now.") from None
     return refused.message if refused is not None else f"Message {int(msg_id)} deleted."
 
 
@@ -217,7 +225,10 @@ async def ban_user(user: str, address: str, duration: str, reason: str, moderato
     user, address, seconds = user.strip(), address.strip(), BAN_FOR.get(duration, 3600)
     if bool(user) == bool(address):
         return "Give a name or an address (one of them)."
-    kind, value = (BanKind.NAME, name_key(user)) if user else (BanKind.ADDRESS, address)
+    try:
+        kind, value = (BanKind.NAME, name_key(user)) if user else (BanKind.ADDRESS, normal_address(address))
+    except ValueError:
+        return f"Not an IP address: {address!r}."
     ban = await hub.moderation.ban(by, kind, value, seconds, reason.strip(), user or address)
     return f"{ban.shown} is banned until {when(ban.until)}."
 

@@ -9,6 +9,8 @@ server's own or an allowed one, so another site cannot act with a moderator's co
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
@@ -23,6 +25,7 @@ from .names import name_key
 from .protocol import ProtocolError
 
 if TYPE_CHECKING:
+    from .hub import Hub
     from .web import ChatServer
 
 bearer = HTTPBearer(auto_error=False, description="The admin token (--admin-token)")
@@ -51,6 +54,21 @@ def clean_topic(topic: str) -> str:
     return "".join(" " if (ord(c) < 32 or 0x7F <= ord(c) < 0xA0) else c for c in topic).strip()
 
 
+def cannot_change(hub: Hub) -> tuple[type[BaseException], ...]:
+    """What a moderator's delete raises when the history cannot be changed now (the store
+    away, or the writer not done within its time)."""
+    return (*hub.writer.sequencer.expected, asyncio.TimeoutError)
+
+
+def normal_address(text: str) -> str:
+    """An IP address as the server writes client addresses (``::ffff:1.2.3.4`` is 1.2.3.4);
+    ValueError if it is not one."""
+    ip = ipaddress.ip_address(text.strip())
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    return str(ip)
+
+
 def admin_router(server: ChatServer) -> APIRouter:
     moderators = server.moderators
     router = APIRouter(prefix="/api/admin", tags=["admin"])
@@ -60,10 +78,12 @@ def admin_router(server: ChatServer) -> APIRouter:
         if not moderators.enabled:
             raise HTTPException(404, OFF)
         if credentials is not None:
+            address = address_of(request, server.settings, server.gate.share_host)
+            if moderators.blocked(address):
+                raise HTTPException(429, "Too many wrong tokens from this address; wait a minute.")
             if moderators.token_ok(credentials.credentials):
                 return ADMIN
-            if not moderators.may_guess(address_of(request, server.settings, server.gate.share_host)):
-                raise HTTPException(429, "Too many wrong tokens from this address; wait a minute.")
+            moderators.wrong(address)
             raise HTTPException(401, "Wrong admin token.", headers={"WWW-Authenticate": "Bearer"})
         login = server.authenticate(request) if server.authenticate is not None else None
         if login is None:
@@ -99,7 +119,7 @@ def admin_router(server: ChatServer) -> APIRouter:
         hub = server._hub()
         try:
             refused = await hub.remove(room_name(room), msg_id, by)
-        except hub.writer.sequencer.expected:
+        except cannot_change(hub):
             raise HTTPException(503, "The chat history cannot be changed right now.") from None
         if refused is not None:
             status = {"no_such_message": 404, "message_deleted": 409}.get(refused.code, 503)
@@ -120,7 +140,10 @@ def admin_router(server: ChatServer) -> APIRouter:
         if (body.user is None) == (body.address is None):
             raise HTTPException(422, "Give either user or address.")
         kind = BanKind.NAME if body.user is not None else BanKind.ADDRESS
-        value = name_key(body.user.strip()) if body.user is not None else (body.address or "").strip()
+        try:
+            value = name_key(body.user.strip()) if body.user is not None else normal_address(body.address or "")
+        except ValueError:
+            raise HTTPException(422, f"Not an IP address: {body.address!r}.") from None
         if not value:
             raise HTTPException(422, "An empty name or address cannot be banned.")
         made = await server._hub().moderation.ban(by, kind, value, body.seconds, body.reason,

@@ -224,6 +224,14 @@ class Moderation:
 
     # --- actions (each one audited) -------------------------------------------
 
+    async def _announce(self, event: dict[str, Any]) -> None:
+        """Tell the other processes; if Redis is away now, what was stored stands, and every
+        process reads it all again once it is back (reload_soon after a reconnect)."""
+        try:
+            await self.store.announce(event)
+        except Exception as exc:
+            log.warning("moderation: could not announce %s to the other processes: %s", event.get("kind"), exc)
+
     async def _record(self, actor: str, action: Action, room: str = "", target: str = "", detail: str = "") -> None:
         await self.store.audit(AuditEntry(time.time(), actor, action, room, target, detail))
 
@@ -233,7 +241,7 @@ class Moderation:
     async def kick(self, actor: str, room: str, key: str, shown: str) -> None:
         self.on_kick(room, key, "")
         await self._record(actor, Action.KICK, room, shown)
-        await self.store.announce({"kind": "kick", "room": room, "key": key})
+        await self._announce({"kind": "kick", "room": room, "key": key})
 
     async def ban(self, actor: str, kind: BanKind, value: str, seconds: float, reason: str = "",
                   shown: str = "") -> Ban:
@@ -244,15 +252,15 @@ class Moderation:
         self.on_kick("", key, address)
         await self._record(actor, Action.BAN, "", ban.shown, f"for {describe_seconds(seconds)}"
                            + (f": {ban.reason}" if ban.reason else ""))
-        await self.store.announce({"kind": "kick", "room": "", "key": key, "address": address})
-        await self.store.announce({"kind": "reload"})
+        await self._announce({"kind": "kick", "room": "", "key": key, "address": address})
+        await self._announce({"kind": "reload"})
         return ban
 
     async def unban(self, actor: str, kind: BanKind, value: str) -> bool:
         ban = self.bans.pop((kind, value), None)
         await self.store.drop_ban(kind, value)
         await self._record(actor, Action.UNBAN, "", ban.shown if ban else value)
-        await self.store.announce({"kind": "reload"})
+        await self._announce({"kind": "reload"})
         return ban is not None
 
     async def set_rules(self, actor: str, room: str, topic: Optional[str] = None, slow: Optional[float] = None,
@@ -272,7 +280,7 @@ class Moderation:
         if new.locked != old.locked:
             await self._record(actor, Action.LOCK if new.locked else Action.UNLOCK, room)
         self.on_rules(room, new)
-        await self.store.announce({"kind": "reload"})
+        await self._announce({"kind": "reload"})
         return new
 
     async def audit_log(self, limit: int = AUDIT_SHOWN) -> list[AuditEntry]:

@@ -11,6 +11,7 @@ import time
 from .moderation import AuditEntry, Ban, BanKind, ModerationStore, RoomRules
 from .store import SQLiteStore
 
+AUDIT_KEEP = 100_000  # newest audit entries kept in the file
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bans (kind TEXT NOT NULL, value TEXT NOT NULL, ban TEXT NOT NULL,
                                  until REAL NOT NULL, PRIMARY KEY (kind, value));
@@ -68,7 +69,9 @@ class SQLiteModeration(ModerationStore):
     async def audit(self, entry: AuditEntry) -> None:
         def write() -> None:
             with self._db() as db:
-                db.execute("INSERT INTO audit (ts, entry) VALUES (?, ?)", (entry.ts, json.dumps(entry.to_json())))
+                cursor = db.execute("INSERT INTO audit (ts, entry) VALUES (?, ?)",
+                                    (entry.ts, json.dumps(entry.to_json())))
+                db.execute("DELETE FROM audit WHERE id <= ?", ((cursor.lastrowid or 0) - AUDIT_KEEP,))
         await self.sqlite.run(write)
 
     async def audit_log(self, limit: int) -> list[AuditEntry]:

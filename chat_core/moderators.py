@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from typing import Optional
 
-from .limits import KeyedBuckets
 from .settings import Settings
 
 ADMIN = "admin"  # the actor the audit log names for the admin token
-GUESSES_PER_SECOND = 0.2  # wrong tokens per client address (bursts of 5), after which 429
+GUESSES = 5  # wrong tokens per client address per GUESS_WINDOW; beyond, every token from it is refused unread
+GUESS_WINDOW = 60.0  # seconds
+ADDRESSES_KEPT = 10_000  # addresses with wrong guesses remembered (the oldest go first)
 
 
 class Moderators:
@@ -24,7 +26,7 @@ class Moderators:
         token = settings.admin_token
         self._digest: Optional[bytes] = hashlib.sha256(token.encode()).digest() if token else None
         self.names = settings.moderator_names()
-        self.guesses = KeyedBuckets(GUESSES_PER_SECOND, 5)
+        self.guesses: dict[str, tuple[float, int]] = {}  # address -> (window start, wrong tokens in it)
 
     @property
     def enabled(self) -> bool:
@@ -39,9 +41,21 @@ class Moderators:
             return False
         return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), self._digest)
 
-    def may_guess(self, address: str) -> bool:
-        """One more wrong token from ``address`` is allowed (a public link invites guessing)."""
-        return self.guesses.take(address)
+    def blocked(self, address: str) -> bool:
+        """Too many wrong tokens from ``address`` lately: refuse its next ones without reading
+        them, the right one too (else the limit would not stop a guesser who got lucky)."""
+        start, wrong = self.guesses.get(address, (0.0, 0))
+        return wrong >= GUESSES and time.monotonic() - start < GUESS_WINDOW
+
+    def wrong(self, address: str) -> None:
+        """One more wrong token from ``address``."""
+        now = time.monotonic()
+        start, wrong = self.guesses.pop(address, (now, 0))
+        if now - start >= GUESS_WINDOW:
+            start, wrong = now, 0
+        self.guesses[address] = (start, wrong + 1)
+        while len(self.guesses) > ADDRESSES_KEPT:
+            del self.guesses[next(iter(self.guesses))]
 
     def is_moderator(self, login: Optional[str]) -> bool:
         return login is not None and login in self.names

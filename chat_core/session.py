@@ -18,7 +18,6 @@ from typing import Optional
 from . import protocol
 from .hub import Hub, Member
 from .limits import AddressCounter, Flood, KeyedBuckets, TokenBucket
-from .moderation import MAX_SLOW
 from .protocol import CloseCode, Delete, Edit, Join, Msg, Ping, ProtocolError, React, Typing
 from .refusal import Refusal
 from .rules import TYPING_EVERY
@@ -77,15 +76,16 @@ class AddressLimits:
         return self.new_names.take(address)
 
     async def slow(self, room: str, key: str, seconds: float) -> bool:
-        """The room's slow mode: True (and the clock started again) if name ``key`` sent
-        nothing in ``room`` for ``seconds``."""
+        """The room's slow mode: True (and the clock started again) if ``key`` (a login, or
+        a client address) sent nothing in ``room`` for ``seconds``."""
         now = time.monotonic()
-        last = self.last_sent.get((room, key))
+        last = self.last_sent.pop((room, key), None)
         if last is not None and now - last < seconds:
+            self.last_sent[(room, key)] = last
             return False
-        if len(self.last_sent) >= SLOW_KEPT:  # bounded: forget those whose slow interval has passed
-            self.last_sent = {k: t for k, t in self.last_sent.items() if now - t < MAX_SLOW}
-        self.last_sent[(room, key)] = now
+        self.last_sent[(room, key)] = now  # (popped and put back: the dict stays oldest first)
+        while len(self.last_sent) > SLOW_KEPT:  # bounded: the oldest go first
+            del self.last_sent[next(iter(self.last_sent))]
         return True
 
     async def connect(self, address: str) -> bool:
@@ -124,7 +124,7 @@ class FrameHandler:
                 if not (session.messages.take() and await limits.message(session.address, member.key or "")):
                     self._too_fast(session, "Slow down: that message was not sent.", cid)
                     return
-                if slow and not await limits.slow(member.room.name if member.room else "", member.key or "", slow):
+                if slow and not await limits.slow(member.room.name if member.room else "", slow_key(session), slow):
                     raise Refusal("slow_mode", f"Slow mode is on in this room: one message every {slow:g} s.")
                 hub.post(member, frame.text, cid)
             elif isinstance(frame, (Edit, Delete, React)):  # changes count as messages against every rate
@@ -188,3 +188,8 @@ class FrameHandler:
             session.member.outbox.close(CloseCode.POLICY, "flooding")
         else:
             session.member.send(protocol.error("rate_limited", message, cid))
+
+
+def slow_key(session: Session) -> str:
+    """Who slow mode counts: the login, else the client address (a new name would be a new clock)."""
+    return "login:" + session.login if session.login is not None else "address:" + session.address
