@@ -116,7 +116,7 @@ def main() -> None:
                         page.get_by_role("button", name="Sign in as moderator").click()
                         expect(page.get_by_role("gridcell", name="ban", exact=True)).to_be_visible(timeout=20_000)
                     else:
-                        page.wait_for_timeout(6000)  # the plots' first refresh
+                        page.wait_for_timeout(22_000)  # two more samples of who is online (one every 10 s)
                     path = Path(tmp) / f"{tab}.png"
                     page.screenshot(path=str(path))
                     shots.append(Image.open(path).convert("RGB"))
