@@ -160,12 +160,8 @@ async def refresh(room: str, moderator: Optional[str], request: gr.Request) -> t
     acting(moderator, request)
     hub = chat_server().hub
     assert hub is not None
-    rows = []
-    for item in await hub.rooms_summary():
-        found = hub.registry.rooms.get(item["room"])
-        rules = hub.moderation.room_rules(item["room"])
-        rows.append([item["room"], item["online"], ", ".join(found.names) if found is not None else "",
-                     rules.topic, rules.slow, "yes" if rules.locked else ""])
+    rows = [[r["room"], r["online"], ", ".join(r["users"]), r["topic"], r["slow"], "yes" if r["locked"] else ""]
+            for r in await hub.rooms_moderated()]
     log = [[when(e.ts), e.actor, e.action.value, e.room, e.target, e.detail] for e in await hub.moderation.audit_log()]
     bans = [[b.kind.value, b.shown, when(b.until), b.by, b.reason] for b in hub.moderation.active_bans()]
     choices = sorted({r[0] for r in rows} | {room or "lobby"})

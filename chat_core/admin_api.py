@@ -105,13 +105,7 @@ def admin_router(server: ChatServer) -> APIRouter:
 
     @router.get("/rooms", summary="Rooms, who is online in each (as far as this process sees) and their rules")
     async def rooms(by: str = Depends(actor)) -> dict[str, Any]:
-        hub = server._hub()
-        out = []
-        for item in await hub.rooms_summary():
-            room = hub.registry.rooms.get(item["room"])
-            out.append({**item, "users": list(room.names) if room is not None else [],
-                        **hub.moderation.room_rules(item["room"]).to_json()})
-        return {"rooms": out}
+        return {"rooms": await server._hub().rooms_moderated()}
 
     @router.delete("/rooms/{room}/messages/{msg_id}", summary="Delete any message")
     async def delete(room: str = Room, msg_id: int = Path(..., ge=1, le=2**63 - 1),

@@ -297,6 +297,16 @@ class Hub:
         return [{"room": name, "online": online.get(name, 0), "last_id": self.registry.last_id(name)}
                 for name in names]
 
+    async def rooms_moderated(self) -> list[dict[str, Any]]:
+        """:meth:`rooms_summary`, each room with who is online (as far as this process sees
+        them) and its rules: what moderators look at, in the admin API and the dashboard."""
+        out = []
+        for item in await self.rooms_summary():
+            room = self.registry.rooms.get(item["room"])
+            out.append({**item, "users": list(room.names) if room is not None else [],
+                        **self.moderation.room_rules(item["room"]).to_json()})
+        return out
+
     def stats(self) -> dict[str, Any]:
         return {
             "process": os.getpid(),  # which server process answered (several on Redis)

@@ -22,7 +22,7 @@ import threading
 import urllib.request
 from pathlib import Path
 
-from screenshot import CHROMIUM_ARGS, ROOT, free_port, wait_healthy
+from screenshot import CHROMIUM_ARGS, ROOT, free_port, side_by_side, wait_healthy
 
 from chat_core.settings import limits_off
 
@@ -127,17 +127,7 @@ def main() -> None:
                 people.join(10)
             proc.terminate()
             proc.wait(timeout=20)
-        gap = 16
-        sheet = Image.new(
-            "RGB", (sum(s.width for s in shots) + gap * (len(shots) - 1), max(s.height for s in shots)), (200, 200, 200)
-        )
-        x = 0
-        for shot in shots:
-            sheet.paste(shot, (x, 0))
-            x += shot.width + gap
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        sheet.save(args.out, optimize=True)
-    print(f"wrote {args.out} ({sheet.width}x{sheet.height})")
+        side_by_side(shots, args.out)
 
 
 if __name__ == "__main__":

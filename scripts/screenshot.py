@@ -135,17 +135,23 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(timeout=20)
-        gap = 16
-        sheet = Image.new(
-            "RGB", (sum(s.width for s in shots) + gap * (len(shots) - 1), max(s.height for s in shots)), (200, 200, 200)
-        )
-        x = 0
-        for shot in shots:
-            sheet.paste(shot, (x, 0))
-            x += shot.width + gap
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        sheet.save(args.out, optimize=True)
-    print(f"wrote {args.out} ({sheet.width}x{sheet.height})")
+        side_by_side(shots, args.out)
+
+
+def side_by_side(shots: list, out: Path, gap: int = 16) -> None:
+    """The screenshots left to right on a grey sheet, written to ``out`` as a PNG."""
+    from PIL import Image
+
+    sheet = Image.new(
+        "RGB", (sum(s.width for s in shots) + gap * (len(shots) - 1), max(s.height for s in shots)), (200, 200, 200)
+    )
+    x = 0
+    for shot in shots:
+        sheet.paste(shot, (x, 0))
+        x += shot.width + gap
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, optimize=True)
+    print(f"wrote {out} ({sheet.width}x{sheet.height})")
 
 
 if __name__ == "__main__":
