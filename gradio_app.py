@@ -11,8 +11,12 @@ is the UI; what joins it to the chat server is chat_core.gradio_support.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
+import tempfile
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 import gradio as gr
@@ -21,6 +25,7 @@ import pandas as pd
 from chat_core import protocol
 from chat_core.admin_api import cannot_change, clean_topic, normal_address
 from chat_core.admission import address_of
+from chat_core.export import Format, filename
 from chat_core.gradio_support import (  # noqa: F401
     ASSETS,
     ChatRoutes,
@@ -34,10 +39,13 @@ from chat_core.gradio_support import (  # noqa: F401
     server_options,
     settings_from,
 )
+from chat_core.history_access import HistoryAccess
 from chat_core.moderation import MAX_SLOW, MAX_TOPIC, BanKind
 from chat_core.moderators import ADMIN, OFF
 from chat_core.names import name_key
 from chat_core.protocol import ProtocolError
+from chat_core.refusal import Refusal
+from chat_core.search import MAX_QUERY
 
 # --- the widget: the markup of assets/page.html, with chat.js and chat.css ---
 
@@ -111,6 +119,80 @@ def plot(rows: list[dict[str, Any]], columns: list[str], time_column: str) -> gr
 def activity_timer(evt: gr.SelectData) -> gr.Timer:
     """Refresh only while the Activity tab is the one shown (a Timer runs per open page)."""
     return gr.Timer(active=evt.value == "Activity")
+
+
+# --- History: search a room and export it, with the HTTP API's rules (chat_core.history_access) ---
+
+EXPORTS = Path(tempfile.gettempdir()) / "chat-exports"  # files on their way to Gradio's cache
+EXPORT_KEPT = 120  # seconds an export file stays here (Gradio keeps its copy: delete_cache below)
+FORMATS = {f.label: f for f in Format}
+
+
+def visitor(request: gr.Request) -> tuple[HistoryAccess, str, Optional[str]]:
+    """The rules, and who asks: the address as the chat counts it (behind a share link too) and the login."""
+    server = chat_server()
+    http = request.request
+    if server.history is None or http is None:
+        raise gr.Error("The chat server is not running.")
+    return server.history, address_of(http, server.settings, server.gate.share_host), request.username
+
+
+async def history_rooms(room: str) -> gr.Dropdown:
+    """The rooms to pick from: those with recent messages, and the one picked."""
+    hub = chat_server().hub
+    listed = [r["room"] for r in await hub.rooms_summary()] if hub is not None else []
+    return gr.Dropdown(choices=sorted({*listed, room or "lobby"}))
+
+
+async def search_history(room: str, text: str, request: gr.Request) -> tuple[list[list[Any]], str]:
+    history, address, login = visitor(request)
+    if not text.strip():
+        return [], "Type words to look for: each must begin a word of the message."
+    try:
+        found = await history.search(room or "lobby", text, address, login)
+    except Refusal as exc:
+        raise gr.Error(exc.message) from None
+    except chat_server().hub.writer.sequencer.expected:  # type: ignore[union-attr]
+        raise gr.Error("The chat history cannot be read right now.") from None
+    shown = f"**{len(found)}** message{'s' if len(found) != 1 else ''} found" if found else "Nothing found"
+    rows = [[time.strftime("%Y-%m-%d %H:%M", time.gmtime(m.ts)), m.user, m.text] for m in found]
+    return rows, f"{shown}, newest first (searched {history.scope()})."
+
+
+def export_path(name: str) -> Path:
+    """A new file for an export, in a folder of its own; older exports that Gradio has long
+    since copied into its cache are deleted first."""
+    EXPORTS.mkdir(exist_ok=True)
+    for old in EXPORTS.glob("*/*"):
+        with contextlib.suppress(OSError):  # (another export may be deleting it too)
+            if old.stat().st_mtime < time.time() - EXPORT_KEPT:
+                old.unlink()
+                old.parent.rmdir()
+    return Path(tempfile.mkdtemp(dir=EXPORTS)) / name
+
+
+async def export_room(room: str, label: str, request: gr.Request) -> tuple[gr.DownloadButton, str]:
+    """The room as a file, written page by page, for the download button to hand over."""
+    history, address, login = visitor(request)
+    fmt = FORMATS.get(label, Format.JSONL)
+    try:
+        room = history.check_export(room or "lobby", address, login)
+    except Refusal as exc:
+        raise gr.Error(exc.message) from None
+    path = await asyncio.to_thread(export_path, filename(room, fmt))
+    try:
+        with path.open("w", encoding="utf-8", newline="") as file:  # (written on a thread, page by page)
+            async for part in history.export(room, fmt, address):
+                await asyncio.to_thread(file.write, part)
+    except Refusal as exc:
+        raise gr.Error(exc.message) from None
+    except chat_server().hub.writer.sequencer.expected:  # type: ignore[union-attr]
+        raise gr.Error("The chat history cannot be read right now.") from None
+    size = path.stat().st_size
+    shown = f"{size:,} bytes" if size < 10_000 else f"{size / 1e3:,.0f} KB" if size < 10**7 else f"{size / 1e6:,.0f} MB"
+    return (gr.DownloadButton(f"Download {path.name} ({shown})", value=str(path), visible=True),
+            f"#{room} as {fmt.label}, deleted messages left out. The same file: "
+            f"[api/rooms/{room}/export?format={fmt.value}](api/rooms/{room}/export?format={fmt.value}).")
 
 
 # --- Moderation: for moderators only (chat_core.moderators says who); every handler checks
@@ -263,7 +345,8 @@ def when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
-with gr.Blocks(title="Realtime chat") as demo:
+# Gradio's copies of the History tab's exports are deleted after 10 minutes (checked every 5).
+with gr.Blocks(title="Realtime chat", delete_cache=(300, 600)) as demo:
     gr.Markdown(
         "## Realtime chat\n"
         "Pick a name, join a room and talk. Open a second tab to see messages arrive. "
@@ -291,8 +374,22 @@ with gr.Blocks(title="Realtime chat") as demo:
                                    label="Busiest rooms", elem_id="activity-busiest")
             activity_clock = gr.Timer(ACTIVITY_EVERY, active=False)
 
-        with gr.Tab("History", id="history"):
-            pass  # history: filled in below
+        with gr.Tab("History", id="history") as history_tab:
+            with gr.Row():
+                history_room = gr.Dropdown(label="Room", choices=["lobby"], value="lobby", allow_custom_value=True,
+                                           scale=1, elem_id="history-room")
+                query = gr.Textbox(label="Search", placeholder="words to look for", max_length=MAX_QUERY,
+                                   scale=3, elem_id="history-query")
+                search = gr.Button("Search", variant="primary", scale=0, elem_id="history-search")
+            found_note = gr.Markdown(elem_id="history-found")
+            found = gr.Dataframe(headers=["time (UTC)", "user", "text"], interactive=False, wrap=True,
+                                 column_widths=["22%", "18%", "60%"], elem_id="history-results")
+            gr.Markdown("### Export the room")
+            with gr.Row():
+                export_format = gr.Radio(list(FORMATS), value=Format.JSONL.label, label="Format", scale=2)
+                export = gr.Button("Export", scale=0, elem_id="history-export")
+                download = gr.DownloadButton(visible=False, scale=1, elem_id="history-download")
+            export_note = gr.Markdown(elem_id="history-export-note")
 
         with gr.Tab("Moderation", id="moderation", visible=False) as moderation_tab:
             moderator = gr.State(None)  # who signed in on this page (server side only)
@@ -337,6 +434,13 @@ with gr.Blocks(title="Realtime chat") as demo:
     activity_tab.select(activity_view, None, activity_views)
     tabs.select(activity_timer, None, activity_clock)
     activity_clock.tick(activity_view, None, activity_views)
+
+    # History's events: the rooms to pick when the tab is picked; search on Enter or the button;
+    # Export writes the file, then the download button offers it.
+    history_tab.select(history_rooms, history_room, history_room)
+    gr.on([search.click, query.submit], search_history, [history_room, query], [found, found_note])
+    export.click(export_room, [history_room, export_format], [download, export_note])
+    gr.on([history_room.input, export_format.input], lambda: gr.DownloadButton(visible=False), None, download)
 
     # Moderation's events: sign in; then the views refresh every 5 s (the timer runs only
     # on a moderator's page) and after each action; picking a room shows its rules.

@@ -39,6 +39,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 BACKOFF = (0.5, 30.0)  # seconds: the first wait before reconnecting, and the longest
 STOPPING = {4001, 4003}  # close codes after which coming back by ourselves would be wrong
+NOT_STORED = {"store_unavailable", "shutting_down"}  # refusals of a msg that mean: send it again (protocol.md)
+RESEND_AFTER = 1.0  # seconds before a message refused with store_unavailable goes again on the same connection
 
 
 class State(enum.Enum):
@@ -173,6 +175,7 @@ class ChatClient:
         self._joined = asyncio.Event()
         self._waiting: dict[str, asyncio.Future[Message]] = {}  # cid -> the stored message
         self._sent: dict[str, str] = {}  # cid -> text, until stored: sent again after a reconnect
+        self._tasks: set[asyncio.Task[None]] = set()  # resends in flight (kept so they are not collected)
         self._task: Optional[asyncio.Task[None]] = None
         self._closed: Optional[ChatError] = None
         self._cids = itertools.count(1)
@@ -389,10 +392,27 @@ class ChatClient:
             cid = frame.get("cid")
             err = ErrorEvent(str(frame.get("code")), str(frame.get("message")), cid)
             waiter = self._waiting.get(cid) if cid is not None else None
-            if waiter is not None and not waiter.done():
+            if waiter is not None and not waiter.done() and err.code in NOT_STORED:
+                # Not stored, so not refused: shutting_down goes again after the reconnect (from
+                # self._sent), store_unavailable in a moment; send() gives up at its timeout.
+                if err.code == "store_unavailable":
+                    asyncio.get_running_loop().call_later(RESEND_AFTER, self._resend, str(cid))
+            elif waiter is not None and not waiter.done():
                 self._sent.pop(str(cid), None)
                 waiter.set_exception(ChatError(err.code, err.message))
             self._put(err)
+
+    def _resend(self, cid: str) -> None:
+        if cid in self._sent and self._closed is None:
+            task = asyncio.get_running_loop().create_task(self._resend_now(cid))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _resend_now(self, cid: str) -> None:
+        text = self._sent.get(cid)
+        if text is not None:
+            with contextlib.suppress(Exception):  # closed meanwhile: send() reports it to its caller
+                await self._send({"type": "msg", "payload": {"text": text, "cid": cid}})
 
 
 def send_message(url: str, name: str, text: str, room: str = "lobby", token: Optional[str] = None,

@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from .search import SCAN, Query
 from .store import Change, Claim, Entry, Message, Store, Update
 
 log = logging.getLogger("chat_core.redis")
@@ -238,6 +239,24 @@ class RedisHistory(Store):
                         continue
                 break
         return sorted((room, minute, n) for (room, minute), n in found.items())
+
+    async def search(self, room: str, query: Query, limit: int) -> list[Message]:
+        """Bounded (Redis has no full-text index here): the room's newest :data:`~chat_core.search.SCAN`
+        messages, read newest first in pages of :data:`SCAN_PAGE`, as they stand (edits applied;
+        a deleted message has no stream entry), matched by :meth:`Query.matches`."""
+        out: list[Message] = []
+        top, read = "+", 0
+        while read < SCAN and len(out) < limit:
+            page = await self.redis.xrevrange(self.keys.stream(room), top, "-", count=min(SCAN_PAGE, SCAN - read))
+            found = {int(entry_id.split("-", 1)[0]): (entry_id, fields) for entry_id, fields in page}
+            for m in await self._as_they_stand(room, sorted(found, reverse=True), found):
+                if not m.deleted and query.matches(m.text):
+                    out.append(m)
+            read += len(page)
+            if len(page) < SCAN_PAGE:
+                break
+            top = f"({page[-1][0]}"
+        return out[:limit]
 
     # --- names held with a resume token ------------------------------------------
 

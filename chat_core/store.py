@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Optional, TypeVar, Union
 
+from .search import SCAN, Query
+
 try:
     import fcntl
 except ImportError:  # Windows: no advisory locks; one server per file is up to the user
@@ -192,6 +194,14 @@ class Store:
         restarted server must still recognise as sent: :mod:`chat_core.resend`)."""
         return []
 
+    # How much of a room :meth:`search` looks through: None, all of it; else its newest this many messages.
+    search_scope: Optional[int] = SCAN
+
+    async def search(self, room: str, query: Query, limit: int) -> list[Message]:
+        """At most ``limit`` messages of ``room`` that match ``query`` as they stand now (never a
+        deleted one), newest first (:mod:`chat_core.search`)."""
+        raise NotImplementedError
+
 
 class MemoryStore(Store):
     """History in this process only: gone when it stops."""
@@ -258,6 +268,15 @@ class MemoryStore(Store):
         found = [m for q in self._rooms.values() for m in q if m.cid is not None and m.ts > since_ts]
         return sorted(found, key=lambda m: m.ts)
 
+    async def search(self, room: str, query: Query, limit: int) -> list[Message]:
+        out: list[Message] = []
+        for read, m in enumerate(reversed(self._rooms.get(room, ()))):
+            if read >= SCAN or len(out) >= limit:
+                break
+            if not m.deleted and query.matches(m.text):
+                out.append(m)
+        return out
+
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -305,6 +324,7 @@ class SQLiteStore(Store):
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-sqlite")
         self._db: Optional[sqlite3.Connection] = None
         self._lock: Optional[IO[str]] = None
+        self._next_n: Optional[int] = None  # the next message's row in message_words; None: no FTS5 here
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -331,6 +351,8 @@ class SQLiteStore(Store):
             db.executescript(SCHEMA)
             migrate(db)
             db.execute(f"SELECT {COLUMNS} FROM messages LIMIT 1").fetchall()
+            self._next_n = index_words(db)
+            self.search_scope = None if self._next_n is not None else SCAN
         except sqlite3.Error as exc:
             if self._lock is not None:
                 self._lock.close()
@@ -355,9 +377,16 @@ class SQLiteStore(Store):
         db = self._db
         assert db is not None, "store is not open"
         with transaction(db):
-            if messages:
+            n = self._next_n
+            if messages and n is None:
                 db.executemany(f"INSERT INTO messages ({COLUMNS}) VALUES ({', '.join('?' * 10)})",
                                [message_row(m) for m in messages])
+            elif messages and n is not None:
+                self._next_n = n + len(messages)
+                db.executemany(f"INSERT INTO messages ({COLUMNS}, n) VALUES ({', '.join('?' * 11)})",
+                               [(*message_row(m), n + i) for i, m in enumerate(messages)])
+                db.executemany("INSERT INTO message_words (rowid, text, room, id) VALUES (?, ?, ?, ?)",
+                               [(n + i, m.text, m.room, m.id) for i, m in enumerate(messages) if m.text])
             if updates:
                 db.executemany(
                     "INSERT INTO changes (room, id, kind, target, user, ts, text, emoji, given) "
@@ -370,6 +399,8 @@ class SQLiteStore(Store):
                 )
                 if m.deleted:  # no text anywhere: its edits go too
                     db.execute("DELETE FROM changes WHERE room = ? AND target = ? AND kind = 'edit'", (m.room, m.id))
+                if self._next_n is not None and (m.deleted or m.edited is not None):
+                    reindex(db, m)
             if self.keep:
                 self._prune(db, [*messages, *updates])
 
@@ -383,6 +414,9 @@ class SQLiteStore(Store):
             first[m.room] = m.id
         for room, top in newest.items():
             if top // 100 != (first[room] - 1) // 100 and top > self.keep:
+                if self._next_n is not None:
+                    db.execute("DELETE FROM message_words WHERE rowid IN "
+                               "(SELECT n FROM messages WHERE room = ? AND id <= ?)", (room, top - self.keep))
                 db.execute("DELETE FROM messages WHERE room = ? AND id <= ?", (room, top - self.keep))
                 db.execute("DELETE FROM changes WHERE room = ? AND id <= ?", (room, top - self.keep))
 
@@ -451,6 +485,22 @@ class SQLiteStore(Store):
         ).fetchall()
         return [row_message(row) for row in rows]
 
+    async def search(self, room: str, query: Query, limit: int) -> list[Message]:
+        return await self._run(self._search, room, query, limit)
+
+    def _search(self, room: str, query: Query, limit: int) -> list[Message]:
+        assert self._db is not None
+        if self._next_n is None:  # no FTS5 in this SQLite: the newest SCAN messages, matched here
+            rows = self._db.execute(f"SELECT {COLUMNS} FROM messages WHERE room = ? AND deleted IS NULL "
+                                    "ORDER BY id DESC LIMIT ?", (room, SCAN)).fetchall()
+            return [m for m in map(row_message, rows) if query.matches(m.text)][:limit]
+        cols = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
+        rows = self._db.execute(
+            f"SELECT {cols} FROM message_words w JOIN messages m ON m.room = w.room AND m.id = w.id "
+            "WHERE message_words MATCH ? AND w.room = ? AND m.deleted IS NULL ORDER BY w.rowid DESC LIMIT ?",
+            (query.fts(), room, limit)).fetchall()
+        return [row_message(row) for row in rows]
+
     async def count(self) -> int:
         return await self._run(lambda: self._db.execute("SELECT COUNT(*) FROM messages").fetchone()[0])  # type: ignore[union-attr]
 
@@ -469,7 +519,13 @@ class SQLiteStore(Store):
 COLUMNS = "room, id, user, text, ts, cid, author, edited, deleted, reactions"
 
 # Columns added after the first release, for databases written by an older version.
-ADDED = {"cid": "TEXT", "author": "TEXT", "edited": "REAL", "deleted": "INTEGER", "reactions": "TEXT"}
+ADDED = {"cid": "TEXT", "author": "TEXT", "edited": "REAL", "deleted": "INTEGER", "reactions": "TEXT",
+         "n": "INTEGER"}  # n: the message's row in message_words (index_words)
+
+# The full-text index of what messages say now (Store.search); room and id only to find the message.
+WORDS = ("CREATE VIRTUAL TABLE IF NOT EXISTS message_words USING "
+         "fts5(text, room UNINDEXED, id UNINDEXED, tokenize = 'unicode61 remove_diacritics 2')")
+INDEX_PAGE = 10_000  # messages indexed per transaction when an older database is brought up to date
 
 
 def migrate(db: sqlite3.Connection) -> None:
@@ -480,6 +536,42 @@ def migrate(db: sqlite3.Connection) -> None:
             db.execute(f"ALTER TABLE messages ADD COLUMN {column} {kind}")
     db.execute("CREATE INDEX IF NOT EXISTS messages_sent ON messages (ts) WHERE cid IS NOT NULL")
     db.execute("CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts, deleted)")  # Store.minute_counts
+
+
+def index_words(db: sqlite3.Connection) -> Optional[int]:
+    """Make the full-text index and index the messages it lacks (all of them in a database from
+    before it, in pages, once); the next row number, or None when this SQLite has no FTS5."""
+    try:
+        db.execute(WORDS)
+    except sqlite3.OperationalError:
+        return None
+    top = max(db.execute("SELECT MAX(n) FROM messages").fetchone()[0] or 0,
+              db.execute("SELECT MAX(rowid) FROM message_words").fetchone()[0] or 0)
+    after: tuple[str, int] = ("", -1)
+    while True:  # in key order, so a room's rows go up with its ids (search shows the newest first)
+        page = db.execute("SELECT room, id, text, deleted FROM messages WHERE (room, id) > (?, ?) AND n IS NULL "
+                          "ORDER BY room, id LIMIT ?", (*after, INDEX_PAGE)).fetchall()
+        if not page:
+            return top + 1
+        after = (page[-1][0], page[-1][1])
+        with transaction(db):
+            db.executemany("UPDATE messages SET n = ? WHERE room = ? AND id = ?",
+                           [(top + i + 1, room, msg_id) for i, (room, msg_id, _, _) in enumerate(page)])
+            db.executemany("INSERT INTO message_words (rowid, text, room, id) VALUES (?, ?, ?, ?)",
+                           [(top + i + 1, text, room, msg_id)
+                            for i, (room, msg_id, text, deleted) in enumerate(page) if text and not deleted])
+        top += len(page)
+
+
+def reindex(db: sqlite3.Connection, m: Message) -> None:
+    """Index ``m``'s text as it stands now: an edit's new words, or none once it is deleted."""
+    row = db.execute("SELECT n FROM messages WHERE room = ? AND id = ?", (m.room, m.id)).fetchone()
+    if row is None or row[0] is None:
+        return
+    db.execute("DELETE FROM message_words WHERE rowid = ?", (row[0],))
+    if m.text and not m.deleted:
+        db.execute("INSERT INTO message_words (rowid, text, room, id) VALUES (?, ?, ?, ?)",
+                   (row[0], m.text, m.room, m.id))
 
 
 def message_row(m: Message) -> tuple[Any, ...]:

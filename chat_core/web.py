@@ -28,6 +28,8 @@ from .activity import Activity
 from .admin_api import admin_router
 from .admission import Authenticator, Gate, address_of, allowed_list, basic_auth
 from .engine import Engine, open_engine
+from .history_access import HistoryAccess
+from .history_api import history_router
 from .hub import Health, Hub
 from .identity import Claims
 from .moderators import Moderators
@@ -55,6 +57,7 @@ class ChatServer:
         self.hub: Optional[Hub] = None
         self.engine: Optional[Engine] = None
         self.activity: Optional[Activity] = None
+        self.history: Optional[HistoryAccess] = None
         self.frames: Optional[FrameHandler] = None
         self.loop: Optional[asyncio.AbstractEventLoop] = None
         self.limits = AddressLimits(self.settings)
@@ -76,6 +79,7 @@ class ChatServer:
         await self.hub.start()
         self.activity = Activity(self.hub)  # who is online, sampled (chat_core.activity)
         self.activity.start()
+        self.history = HistoryAccess(self.hub.store, self.hub.moderation)  # search and export
         self.frames = FrameHandler(self.hub, s, self.limits)
         self.loop = asyncio.get_running_loop()
         log.info("chat history in %s (%s engine)", engine.where, engine.kind.value)
@@ -100,6 +104,7 @@ class ChatServer:
         if self.activity is not None:
             await self.activity.stop()
             self.activity = None
+        self.history = None
         if self.hub is not None:
             await self.hub.stop()
             self.hub = None
@@ -354,6 +359,7 @@ def create_app(settings: Optional[Settings] = None, assets_dir: Optional[Path] =
     app.state.chat = server
     app.add_middleware(CORSMiddleware, **cors_options(settings))
     app.include_router(server.router())
+    app.include_router(history_router(server))
     app.include_router(admin_router(server))
     if assets_dir is not None:
         page = Path(assets_dir) / "page.html"

@@ -11,7 +11,7 @@ import pytest
 
 from browsers import CHROMIUM, CHROMIUM_ARGS, IMPORT_ERROR, Browser, People, missing, sync_playwright
 from redis_server import RedisServer
-from servers import ServerProcess
+from servers import ADMIN_TOKEN, ServerProcess
 
 ENGINES = ["sqlite", "redis"]
 
@@ -40,6 +40,13 @@ def engine_args(request: pytest.FixtureRequest, tmp_path) -> list[str]:
     if request.param == "redis":
         return ["--redis-url", request.getfixturevalue("redis_url")]
     return ["--db", str(tmp_path / "chat.db")]
+
+
+@pytest.fixture
+def mod(tmp_path, engine_args) -> Iterator[ServerProcess]:
+    """A real server with an admin token (servers.ADMIN_TOKEN), on each engine in turn."""
+    with ServerProcess([*engine_args, "--admin-token", ADMIN_TOKEN], log_path=tmp_path / "server.log") as srv:
+        yield srv
 
 
 @pytest.fixture

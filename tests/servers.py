@@ -21,6 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 NO_LIMITS = limits_off()
 
 
+ADMIN_TOKEN = "moderator-token-0123456789"  # the --admin-token of the `mod` fixture (conftest.py)
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -12,7 +12,7 @@ import time
 import httpx
 import pytest
 
-from chat_core.client import Change, ChatClient, ChatError, Message, Notice, send_message
+from chat_core.client import Change, ChatClient, ChatError, ErrorEvent, Message, Notice, send_message
 from servers import ROOT, ServerProcess
 
 
@@ -107,6 +107,28 @@ def test_a_server_restart_mid_stream_loses_and_doubles_nothing(tmp_path, engine_
         assert [m["text"] for m in stored] == sent  # stored once each
     finally:
         srv.stop()
+
+
+def test_a_message_sent_while_redis_is_down_is_stored_once_when_it_is_back(redis_url, redis_server, tmp_path):
+    """The server refuses it with store_unavailable (not stored); the client sends it again
+    until it is stored, on the same connection, and send() returns the stored message."""
+    with ServerProcess(["--redis-url", redis_url], log_path=tmp_path / "server.log") as srv:
+
+        async def go():
+            async with ChatClient(srv.url, "ann") as ann:
+                redis_server.stop()
+                try:
+                    task = asyncio.create_task(ann.send("through the outage", timeout=60))
+                    await next_of(ann, ErrorEvent, where=lambda e: e.code == "store_unavailable")
+                    assert not task.done()
+                finally:
+                    redis_server.start()
+                return await task
+
+        stored = run(go())
+        assert stored.text == "through the outage"
+        texts = [m["text"] for m in httpx.get(srv.url + "/api/rooms/lobby/messages").json()["messages"]]
+        assert texts == ["through the outage"]
 
 
 def test_send_exit_codes_stored_refused_rate_limited_unreachable(tmp_path):

@@ -11,11 +11,10 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 
 from chat_core.settings import SettingError, Settings
-from servers import ServerProcess
+from servers import ADMIN, ADMIN_TOKEN, ServerProcess
 from wsclient import Client
 
-TOKEN = "moderator-token-0123456789"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+TOKEN, AUTH = ADMIN_TOKEN, ADMIN
 
 
 def basic(user, password):
@@ -24,13 +23,6 @@ def basic(user, password):
 
 def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 60))
-
-
-@pytest.fixture
-def mod(tmp_path, engine_args):
-    """A real server with an admin token, on each engine in turn."""
-    with ServerProcess([*engine_args, "--admin-token", TOKEN], log_path=tmp_path / "server.log") as srv:
-        yield srv
 
 
 def admin(srv, method, path, **kwargs):
