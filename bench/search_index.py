@@ -18,8 +18,10 @@ from pathlib import Path
 
 from chat_core.store import Message, SQLiteStore
 
-WORDS = ("hello there anyone around lunch today meeting moved to three pm thanks see you soon "
-         "the build passed again great work coffee later please review my change crème brûlée").split()
+WORDS = (
+    "hello there anyone around lunch today meeting moved to three pm thanks see you soon "
+    "the build passed again great work coffee later please review my change crème brûlée"
+).split()
 
 
 def text(rng: random.Random) -> str:
@@ -56,8 +58,10 @@ def main() -> None:
             plain.append(asyncio.run(one_run(Path(tmp), False, args.batches, args.batch, seed)))
             fts.append(asyncio.run(one_run(Path(tmp), True, args.batches, args.batch, seed)))
     p, f = statistics.median(plain), statistics.median(fts)
-    print(f"batch of {args.batch}: without the index {p * 1e3:.2f} ms, with it {f * 1e3:.2f} ms "
-          f"(median of {args.runs} runs of {args.batches} batches); ratio {f / p:.2f}")
+    print(
+        f"batch of {args.batch}: without the index {p * 1e3:.2f} ms, with it {f * 1e3:.2f} ms "
+        f"(median of {args.runs} runs of {args.batches} batches); ratio {f / p:.2f}"
+    )
 
 
 if __name__ == "__main__":
