@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,8 +57,13 @@ class Context:
 
 
 class Bot:
-    def __init__(self, name: str) -> None:
+    """``key``: the name's bot key, when the chat keeps the name for a bot (``--bot-keys
+    name=key``); else the ``CHAT_BOT_KEY`` variable when :meth:`run` starts. A bot run
+    inside the app (``--bot``) is given one by the app."""
+
+    def __init__(self, name: str, key: Optional[str] = None) -> None:
         self.name = name
+        self.key = key
         self.commands: dict[str, Handler] = {}
         self.message_handlers: list[Handler] = []
         self.join_handlers: list[Handler] = []
@@ -104,6 +110,8 @@ class Bot:
         ``token_file`` (default ~/.chat_core/bots/<name>.token), so that after a restart the
         bot gets its name back: the chat keeps a name reserved for its token (--name-reserve)."""
         path = token_file or Path.home() / ".chat_core" / "bots" / f"{self.name}.token"
+        if self.key is None:
+            self.key = os.environ.get("CHAT_BOT_KEY") or None
         try:
             asyncio.run(self.serve(url, room, token_file=path, **client))
         except KeyboardInterrupt:
@@ -114,6 +122,7 @@ class Bot:
         """Connect, then handle each event in order until the client stops (or this is cancelled)."""
         if token_file is not None and token_file.exists() and "token" not in client:
             client["token"] = token_file.read_text().strip() or None
+        client.setdefault("bot_key", self.key)
         async with ChatClient(url, self.name, room, **client) as chat:
             self.chat = chat
             if token_file is not None and chat.token:

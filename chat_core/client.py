@@ -158,9 +158,11 @@ class ChatClient:
 
     def __init__(self, url: str, name: str, room: str = "lobby", token: Optional[str] = None, *,
                  since: Optional[int] = None, backoff: tuple[float, float] = BACKOFF,
-                 headers: Optional[dict[str, str]] = None, events: int = 10_000) -> None:
+                 headers: Optional[dict[str, str]] = None, events: int = 10_000,
+                 bot_key: Optional[str] = None) -> None:
         self.url = ws_url(url)
         self.name = name
+        self.bot_key = bot_key  # the name's bot key (--bot-keys on the server): join as that bot
         self.room = room
         self.token = token  # from the first welcome on: ours
         self.last_id = since  # newest entry id seen in the room: what a reconnect asks after
@@ -292,6 +294,8 @@ class ChatClient:
             payload["token"] = self.token
         if self.last_id is not None:
             payload["since"] = self.last_id
+        if self.bot_key is not None:
+            payload["bot_key"] = self.bot_key
         await socket.send(json.dumps({"type": "join", "payload": payload}))
         await asyncio.wait_for(self._until_welcome(socket), timeout)
         self._socket = socket

@@ -14,8 +14,10 @@ that knows Gradio (the core, the hub and the web adapter do not).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib
 import os
+import secrets
 import signal
 import stat
 import sys
@@ -36,6 +38,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from .admission import Login
 from .bot import Bot
 from .engine import check_engine
+from .names import name_key
 from .protocol import CloseCode
 from .serve import tune_gc, uvicorn_options
 from .settings import SettingError, Settings, add_arguments
@@ -239,6 +242,10 @@ def launch(demo: gr.Blocks, argv: Optional[list[str]] = None) -> None:
     settings = checked_settings(args)
     bots = [load_bot(spec) for spec in args.bot]  # before anything starts: a typo stops here
     try:
+        settings = with_bot_keys(settings, bots)
+    except SettingError as exc:
+        sys.exit(f"error: --bot: {exc}")
+    try:
         check_engine(settings)  # before Gradio starts: a second server on the same file would reuse ids
     except StoreInUse as exc:
         sys.exit(f"error: {exc}")
@@ -282,6 +289,24 @@ def load_bot(spec: str) -> Bot:
     if not isinstance(bot, Bot):
         sys.exit(f"error: --bot {spec!r} is a {type(bot).__name__}, not a chat_core.bot.Bot")
     return bot
+
+
+def with_bot_keys(settings: Settings, bots: list[Bot]) -> Settings:
+    """The settings with a key for each bot run inside the app: the key --bot-keys gives its
+    name, else a new random one. So the app's bots are marked as bots and their names are
+    theirs alone, with nothing to configure."""
+    if not bots:
+        return settings
+    keys = settings.bot_key_map()
+    entries = [f"{name}={key}" for name, key in keys.values()]
+    for bot in bots:
+        kept = keys.get(name_key(bot.name))
+        if kept is None:
+            bot.key = bot.key or secrets.token_urlsafe(24)
+            entries.append(f"{bot.name}={bot.key}")
+        else:
+            bot.key = kept[1]
+    return dataclasses.replace(settings, bot_keys=",".join(entries)).validated()
 
 
 def start_bot(bot: Bot, url: str, room: str) -> threading.Thread:

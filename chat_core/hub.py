@@ -29,7 +29,7 @@ from .outbox import Outbox, State
 from .presence import Presence
 from .protocol import CloseCode, Join
 from .refusal import Refusal
-from .rooms import Member, Room, RoomRegistry
+from .rooms import Member, Role, Room, RoomRegistry
 from .settings import Settings
 from .store import Change, Entry, Message, Store, Update
 from .writer import Draft, Health, HistoryWriter, LocalSequencer, Sequencer
@@ -206,14 +206,15 @@ class Hub:
             raise Refusal("not_joined", "Join a room (send a \"join\" frame) before sending messages.")
         if self.writer.stopping:
             raise Refusal("shutting_down", "The server is restarting; send it again once reconnected.")
-        return self.moderation.check_post(member.room.name, member.moderator)
+        return self.moderation.check_post(member.room.name, member.role is Role.MODERATOR)
 
     def post(self, member: Member, text: str, cid: Optional[str] = None) -> None:
         """Queue a chat message from ``member``; it is broadcast once stored (a ``cid`` its
         author sent already gets the stored one back instead, see :mod:`chat_core.resend`)."""
         self.check_post(member)
         assert member.room is not None and member.name is not None
-        self.writer.post(Draft(member, member.room.name, member.name, text, protocol.now(), cid, member.author))
+        self.writer.post(Draft(member, member.room.name, member.name, text, protocol.now(), cid, member.author,
+                               bot=member.role is Role.BOT))
 
     def change(self, member: Member, kind: Change, target: int, text: str = "", emoji: str = "") -> None:
         """Queue an edit, delete or reaction of message ``target`` in ``member``'s room; the

@@ -97,6 +97,31 @@ class Flood:
         return bool(self.limit) and self.level > self.limit
 
 
+class Guesses:
+    """Wrong secrets (the admin token, a bot key) per client address: after ``limit`` in
+    ``window`` seconds, the address is blocked until the window is over, so its next ones are
+    refused unread, the right one too (else the limit would not stop a guesser who got lucky).
+    At most ``kept`` addresses are remembered, the oldest forgotten first."""
+
+    def __init__(self, limit: int = 5, window: float = 60.0, kept: int = 10_000) -> None:
+        self.limit, self.window, self.kept = limit, window, kept
+        self.seen: dict[str, tuple[float, int]] = {}  # address -> (window start, wrong ones in it)
+
+    def blocked(self, address: str) -> bool:
+        start, wrong = self.seen.get(address, (0.0, 0))
+        return wrong >= self.limit and time.monotonic() - start < self.window
+
+    def wrong(self, address: str) -> None:
+        """One more wrong secret from ``address``."""
+        now = time.monotonic()
+        start, wrong = self.seen.pop(address, (now, 0))
+        if now - start >= self.window:
+            start, wrong = now, 0
+        self.seen[address] = (start, wrong + 1)
+        while len(self.seen) > self.kept:
+            del self.seen[next(iter(self.seen))]
+
+
 class AddressCounter:
     """Open connections per client address, with a cap (0: no cap)."""
 

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
 from typing import Optional
 
+from .limits import Guesses
 from .settings import Settings
 
 ADMIN = "admin"  # the actor the audit log names for the admin token
-GUESSES = 5  # wrong tokens per client address per GUESS_WINDOW; beyond, every token from it is refused unread
-GUESS_WINDOW = 60.0  # seconds
-ADDRESSES_KEPT = 10_000  # addresses with wrong guesses remembered (the oldest go first)
 
 
 class Moderators:
@@ -26,7 +23,7 @@ class Moderators:
         token = settings.admin_token
         self._digest: Optional[bytes] = hashlib.sha256(token.encode()).digest() if token else None
         self.names = settings.moderator_names()
-        self.guesses: dict[str, tuple[float, int]] = {}  # address -> (window start, wrong tokens in it)
+        self.guesses = Guesses()  # 5 wrong tokens a minute per address
 
     @property
     def enabled(self) -> bool:
@@ -42,20 +39,11 @@ class Moderators:
         return hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), self._digest)
 
     def blocked(self, address: str) -> bool:
-        """Too many wrong tokens from ``address`` lately: refuse its next ones without reading
-        them, the right one too (else the limit would not stop a guesser who got lucky)."""
-        start, wrong = self.guesses.get(address, (0.0, 0))
-        return wrong >= GUESSES and time.monotonic() - start < GUESS_WINDOW
+        """Too many wrong tokens from ``address`` lately (:class:`chat_core.limits.Guesses`)."""
+        return self.guesses.blocked(address)
 
     def wrong(self, address: str) -> None:
-        """One more wrong token from ``address``."""
-        now = time.monotonic()
-        start, wrong = self.guesses.pop(address, (now, 0))
-        if now - start >= GUESS_WINDOW:
-            start, wrong = now, 0
-        self.guesses[address] = (start, wrong + 1)
-        while len(self.guesses) > ADDRESSES_KEPT:
-            del self.guesses[next(iter(self.guesses))]
+        self.guesses.wrong(address)
 
     def is_moderator(self, login: Optional[str]) -> bool:
         return login is not None and login in self.names

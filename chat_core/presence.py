@@ -17,6 +17,7 @@ from typing import Any, Optional
 from . import protocol
 from .fanout import FanOut
 from .identity import Claims, Proof, author_of, bad_token, name_taken
+from .names import name_key
 from .rooms import Member, Room, RoomRegistry
 from .settings import Settings
 
@@ -26,6 +27,7 @@ PRESENCE_NAMES = 50  # names listed per `presence` frame, each of joined / left
 class Presence:
     def __init__(self, settings: Settings, registry: RoomRegistry, claims: Claims) -> None:
         self.settings = settings
+        self.bot_keys = frozenset(settings.bot_key_map())  # names whose notices say "bot"
         self.registry = registry
         self.claims = claims
         self.fanout = FanOut(self.leave)
@@ -125,7 +127,8 @@ class Presence:
         """A join/leave notice, or, in a big room, a change folded into the next `presence` frame."""
         limit = self.settings.notice_limit
         if not limit or size <= limit:
-            self.fanout.broadcast(room, protocol.notice(kind, user, room.name))
+            bot = bool(self.bot_keys) and name_key(user) in self.bot_keys
+            self.fanout.broadcast(room, protocol.notice(kind, user, room.name, bot))
             return
         names = room.joined if kind == "join" else room.left
         if len(names) < PRESENCE_NAMES:

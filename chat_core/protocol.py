@@ -53,6 +53,7 @@ class Join:
     since: Optional[int] = None
     token: Optional[str] = None
     key: str = ""  # names.name_key(user): what counts as the same name
+    bot_key: Optional[str] = None  # the key of a bot's name (--bot-keys)
 
     def __post_init__(self) -> None:
         if not self.key:
@@ -162,7 +163,10 @@ def _parse_join(payload: dict[str, Any]) -> Join:
     token = payload.get("token")
     if token is not None and (not isinstance(token, str) or len(token) > MAX_TOKEN):
         raise ProtocolError("bad_field", f"The field \"token\" must be a string of at most {MAX_TOKEN} characters.")
-    return Join(user=user, room=room, since=since, token=token or None)
+    bot_key = payload.get("bot_key")
+    if bot_key is not None and (not isinstance(bot_key, str) or len(bot_key) > MAX_TOKEN):
+        raise ProtocolError("bad_field", f"The field \"bot_key\" must be a string of at most {MAX_TOKEN} characters.")
+    return Join(user=user, room=room, since=since, token=token or None, bot_key=bot_key)
 
 
 def _field(payload: dict[str, Any], name: str, kind: type) -> Any:
@@ -283,9 +287,12 @@ def pong() -> str:
     return encode({"type": "pong", "ts": now()})
 
 
-def notice(kind: str, user: str, room: str) -> str:
-    """A ``join`` or ``leave`` notice."""
-    return encode({"type": kind, "payload": {"user": user, "ts": now(), "room": room}})
+def notice(kind: str, user: str, room: str, bot: bool = False) -> str:
+    """A ``join`` or ``leave`` notice (``bot``: the name is a bot's)."""
+    payload: dict[str, Any] = {"user": user, "ts": now(), "room": room}
+    if bot:
+        payload["bot"] = True
+    return encode({"type": kind, "payload": payload})
 
 
 def update_frame(update: Any) -> str:

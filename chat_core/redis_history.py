@@ -98,19 +98,19 @@ def where(url: str) -> str:
 
 def message(room: str, entry_id: str, fields: dict[str, str]) -> Message:
     return Message(room, int(entry_id.split("-", 1)[0]), fields["u"], fields["t"], float(fields["ts"]),
-                   fields.get("c"), fields.get("a", ""))
+                   fields.get("c"), fields.get("a", ""), bot=bool(fields.get("b")))
 
 
 def state_json(m: Message) -> str:
     """A message as it stands, as ``Keys.states`` keeps it."""
     return json.dumps({"u": m.user, "t": m.text, "ts": m.ts, "c": m.cid, "a": m.author, "ed": m.edited,
-                       "d": m.deleted, "re": [[e, list(n)] for e, n in m.reactions]}, ensure_ascii=False)
+                       "d": m.deleted, "re": [[e, list(n)] for e, n in m.reactions], "b": m.bot}, ensure_ascii=False)
 
 
 def parse_state(room: str, msg_id: int, raw: str) -> Message:
     d = json.loads(raw)
     return Message(room, msg_id, d["u"], d["t"], float(d["ts"]), d.get("c"), d.get("a") or "", d.get("ed"),
-                   bool(d.get("d")), tuple((e, tuple(n)) for e, n in d.get("re") or ()))
+                   bool(d.get("d")), tuple((e, tuple(n)) for e, n in d.get("re") or ()), bool(d.get("b")))
 
 
 def parse_update(room: str, update_id: int, d: dict[str, Any]) -> Update:

@@ -84,6 +84,10 @@ for i = 0, #ARGV - 5 do
         fields[#fields + 1] = it.c
         redis.call('SET', sent, id, 'EX', window)
       end
+      if (it.b or '') ~= '' then  -- a bot's message
+        fields[#fields + 1] = 'b'
+        fields[#fields + 1] = it.b
+      end
       add(stream, id, fields)
       if keep > 0 and id % 100 == 0 then  -- what the stream let go of goes everywhere
         local head = redis.call('XRANGE', stream, '-', '+', 'COUNT', 1)
@@ -96,7 +100,7 @@ for i = 0, #ARGV - 5 do
         end
       end
       ids[#ids + 1] = id
-      out[#out + 1] = {it.r, id, it.u, it.t, it.ts, it.c}
+      out[#out + 1] = {it.r, id, it.u, it.t, it.ts, it.c, it.b or ''}
     end
   elseif (redis.call('HGET', states, it.g) or '') ~= it.x then
     ids[#ids + 1] = 0  -- changed meanwhile: checked again and retried by the sender
@@ -235,7 +239,7 @@ class RedisSequencer:
                      k.edits(d.room, d.target), k.deleted(d.room), k.changed(d.room)]
             if d.kind is None:
                 item: dict[str, Any] = {"r": d.room, "u": d.user, "t": d.text, "ts": repr(d.ts), "c": d.cid or "",
-                                        "a": d.author}
+                                        "a": d.author, "b": "1" if d.bot else ""}
             else:
                 raw, current = states[(d.room, d.target)]
                 try:
@@ -390,8 +394,8 @@ class RedisSequencer:
                 if isinstance(item, dict):  # a change
                     entry = parse_update(item["r"], int(item["i"]), item)
                 else:
-                    room, msg_id, user, text, ts, cid = item
-                    entry = Message(room, int(msg_id), user, text, float(ts), cid or None)
+                    room, msg_id, user, text, ts, cid, *bot = item  # (bot: not from a process before bots)
+                    entry = Message(room, int(msg_id), user, text, float(ts), cid or None, bot=bool(bot and bot[0]))
                 room, last = entry.room, self.delivered.get(entry.room, 0)
                 if entry.id <= last:
                     continue  # already delivered (caught up from the stream)

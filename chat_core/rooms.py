@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import enum
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,10 +22,18 @@ from .outbox import Outbox
 from .store import Change, Message, Store, Update
 
 
+class Role(enum.Enum):
+    """What a connection's name is: a person's, a moderator's login, or a bot's (held with its key)."""
+
+    PERSON = "person"
+    MODERATOR = "moderator"  # logged in with a login listed in --moderators: writes in locked and slow rooms
+    BOT = "bot"  # joined with the name's bot key (--bot-keys): its messages are marked, its own rate applies
+
+
 class Member:
     """One connection as the hub sees it."""
 
-    __slots__ = ("outbox", "name", "key", "room", "token", "author", "conn", "address", "moderator")
+    __slots__ = ("outbox", "name", "key", "room", "token", "author", "conn", "address", "role")
 
     def __init__(self, outbox: Outbox) -> None:
         self.outbox = outbox
@@ -35,7 +44,7 @@ class Member:
         self.author = ""  # identity.author_of(token): whose messages these are
         self.conn = ""  # this connection in the shared rosters (Redis engine), once it took a name there
         self.address = ""  # the client's address (for address bans)
-        self.moderator = False  # logged in with a login listed in --moderators
+        self.role = Role.PERSON
 
     def send(self, frame: str) -> bool:
         return self.outbox.put(frame)

@@ -16,10 +16,12 @@ import time
 from typing import Optional
 
 from . import protocol
+from .bot_names import BotNames
 from .hub import Hub, Member
 from .limits import AddressCounter, Flood, KeyedBuckets, TokenBucket
 from .protocol import CloseCode, Delete, Edit, Join, Msg, Ping, ProtocolError, React, Typing
 from .refusal import Refusal
+from .rooms import Role
 from .rules import TYPING_EVERY
 from .settings import Settings
 from .store import Change
@@ -43,8 +45,12 @@ class Session:
         self.login = login
         self.address = address
         member.address = address
-        member.moderator = login is not None and login in s.moderator_names()
+        member.role = self.person_role(s)
         self.typed = -TYPING_EVERY  # loop time of the last typing relayed
+
+    def person_role(self, s: Settings) -> Role:
+        """The role without a bot key: a moderator's login, or a person."""
+        return Role.MODERATOR if self.login is not None and self.login in s.moderator_names() else Role.PERSON
 
 
 class AddressLimits:
@@ -104,6 +110,16 @@ class FrameHandler:
         self.hub = hub
         self.settings = settings
         self.limits = limits
+        self.bots = BotNames(settings)
+        self.bot_sends = KeyedBuckets(settings.bot_rate, 5 * settings.bot_rate)  # per bot name
+
+    async def _may_send(self, session: Session) -> bool:
+        """A message or change within the sender's rates: a bot's own, or a person's (the
+        connection's, the address's and the name's)."""
+        member = session.member
+        if member.role is Role.BOT:
+            return self.bot_sends.take(member.key or "")
+        return session.messages.take() and await self.limits.message(session.address, member.key or "")
 
     async def handle(self, session: Session, text: str) -> None:
         """One text frame from a client: parse, validate, limit, hand over; errors go back as frames.
@@ -121,7 +137,7 @@ class FrameHandler:
             if isinstance(frame, Msg):
                 limits, cid = self.limits, frame.cid
                 slow = hub.check_post(member)
-                if not (session.messages.take() and await limits.message(session.address, member.key or "")):
+                if not await self._may_send(session):
                     self._too_fast(session, "Slow down: that message was not sent.", cid)
                     return
                 if slow and not await limits.slow(member.room.name if member.room else "", slow_key(session), slow):
@@ -129,13 +145,13 @@ class FrameHandler:
                 hub.post(member, frame.text, cid)
             elif isinstance(frame, (Edit, Delete, React)):  # changes count as messages against every rate
                 hub.check_post(member)
-                if not (session.messages.take() and await self.limits.message(session.address, member.key or "")):
+                if not await self._may_send(session):
                     self._too_fast(session, "Slow down: that change was not made.")
                     return
                 self._change(member, frame)
             elif isinstance(frame, Join):
                 if session.login is not None:
-                    frame = Join(session.login, frame.room, frame.since, frame.token)
+                    frame = Join(session.login, frame.room, frame.since, frame.token, bot_key=frame.bot_key)
                 await self._join(session, frame)
             elif isinstance(frame, Typing):
                 self._typing(session)
@@ -161,7 +177,9 @@ class FrameHandler:
         if frame.key != member.key and frame.key not in hub.claims and not await limits.new_name(address):
             self._too_fast(session, "Too many new names from this address; wait a moment.")
             return
-        await hub.join(member, frame, trusted=session.login is not None)
+        role = self.bots.role(frame.key, frame.bot_key, address)  # (a bot's key proves its name)
+        await hub.join(member, frame, trusted=session.login is not None or role is Role.BOT)
+        member.role = role or session.person_role(self.settings)
 
     def _change(self, member: Member, frame: Edit | Delete | React) -> None:
         if isinstance(frame, Edit):

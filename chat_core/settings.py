@@ -91,6 +91,10 @@ class Settings:
                                " API for them; they may write in locked rooms and skip slow mode.")
     admin_token: str = _opt("", "Token (16+ bytes) that makes whoever presents it a moderator: Bearer token of the "
                                 "admin API, sign-in of the Moderation tab; empty: only --moderators.", secret=True)
+    bot_keys: str = _opt("", "Bots: 'name=key' pairs, comma-separated (keys of 16+ bytes). A bot joins with its key "
+                             "(join's bot_key): its messages are marked as a bot's, and nobody else may take its name "
+                             "or a look-alike.", secret=True)
+    bot_rate: float = _opt(1.0, "Messages per second of each bot (bursts of 5), in place of a person's limits.")
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Settings:
@@ -158,11 +162,37 @@ class Settings:
             if name not in logins:
                 raise SettingError(f"{describe(_field('moderators'))}: {name!r} is not a login of --auth "
                                    f"({', '.join(sorted(logins)) or 'none given'})")
+        try:
+            self.bot_key_map()
+        except ValueError as exc:
+            raise SettingError(f"{describe(_field('bot_keys'))}: {exc}") from None
         if self.admin_token and len(self.admin_token.encode()) < 16:
             raise SettingError(f"{describe(_field('admin_token'))}: too short ({len(self.admin_token.encode())} "
                                "bytes); give at least 16, e.g. python -c "
                                "\"import secrets; print(secrets.token_hex())\"")
         return self
+
+    def bot_key_map(self) -> dict[str, tuple[str, str]]:
+        """``bot_keys`` as {name key (chat_core.names.name_key): (the name, its key)}; ValueError
+        for an entry that is not ``name=key``, a name the chat refuses, a short key or a name twice."""
+        from .names import BadName, enforce, name_key
+
+        found: dict[str, tuple[str, str]] = {}
+        for item in split_list(self.bot_keys):
+            name, sep, key = item.partition("=")
+            if not sep or not name.strip() or not key.strip():
+                raise ValueError("entries are name=key, comma-separated")
+            try:
+                shown = enforce(name.strip())
+            except BadName as exc:
+                raise ValueError(f"{name.strip()!r} is not a chat name: {exc}") from None
+            if len(key.strip().encode()) < 16:
+                raise ValueError(f"the key of {shown!r} is too short; give at least 16 bytes, e.g. python -c "
+                                 "\"import secrets; print(secrets.token_hex())\"")
+            if name_key(shown) in found:
+                raise ValueError(f"{shown!r} is given twice (or looks like another bot's name)")
+            found[name_key(shown)] = (shown, key.strip())
+        return found
 
     def moderator_names(self) -> frozenset[str]:
         """``moderators`` as a set of login names."""
@@ -210,8 +240,8 @@ def describe(f: dataclasses.Field[Any]) -> str:
 
 
 # The abuse limits (0 turns each off), for limits_off().
-ABUSE_LIMITS = ("rate", "join_rate", "max_conn_per_ip", "frame_rate", "ip_rate", "ip_join_rate", "conn_rate",
-                "room_rate", "name_rate", "max_rooms", "max_half_open_per_ip")
+ABUSE_LIMITS = ("rate", "bot_rate", "join_rate", "max_conn_per_ip", "frame_rate", "ip_rate", "ip_join_rate",
+                "conn_rate", "room_rate", "name_rate", "max_rooms", "max_half_open_per_ip")
 
 
 def limits_off() -> dict[str, str]:

@@ -73,6 +73,7 @@ class Message:
     edited: Optional[float] = None  # time of the last edit
     deleted: bool = False  # then text is "" and nothing else of it is kept but who and when
     reactions: Reactions = ()
+    bot: bool = False  # sent by a bot (a name held with its bot key: chat_core.bots)
 
     def payload(self) -> dict[str, Any]:
         """The ``msg`` payload: the seed's fields, and the others only when they say something."""
@@ -85,6 +86,8 @@ class Message:
             p["deleted"] = True
         if self.reactions:
             p["reactions"] = {emoji: list(names) for emoji, names in self.reactions}
+        if self.bot:
+            p["bot"] = True
         return p
 
 
@@ -379,11 +382,11 @@ class SQLiteStore(Store):
         with transaction(db):
             n = self._next_n
             if messages and n is None:
-                db.executemany(f"INSERT INTO messages ({COLUMNS}) VALUES ({', '.join('?' * 10)})",
+                db.executemany(f"INSERT INTO messages ({COLUMNS}) VALUES ({', '.join('?' * 11)})",
                                [message_row(m) for m in messages])
             elif messages and n is not None:
                 self._next_n = n + len(messages)
-                db.executemany(f"INSERT INTO messages ({COLUMNS}, n) VALUES ({', '.join('?' * 11)})",
+                db.executemany(f"INSERT INTO messages ({COLUMNS}, n) VALUES ({', '.join('?' * 12)})",
                                [(*message_row(m), n + i) for i, m in enumerate(messages)])
                 db.executemany("INSERT INTO message_words (rowid, text, room, id) VALUES (?, ?, ?, ?)",
                                [(n + i, m.text, m.room, m.id) for i, m in enumerate(messages) if m.text])
@@ -516,11 +519,11 @@ class SQLiteStore(Store):
         return [(room, int(minute), int(n)) for room, minute, n in rows]
 
 
-COLUMNS = "room, id, user, text, ts, cid, author, edited, deleted, reactions"
+COLUMNS = "room, id, user, text, ts, cid, author, edited, deleted, reactions, bot"
 
 # Columns added after the first release, for databases written by an older version.
 ADDED = {"cid": "TEXT", "author": "TEXT", "edited": "REAL", "deleted": "INTEGER", "reactions": "TEXT",
-         "n": "INTEGER"}  # n: the message's row in message_words (index_words)
+         "n": "INTEGER", "bot": "INTEGER"}  # n: the message's row in message_words (index_words)
 
 # The full-text index of what messages say now (Store.search); room and id only to find the message.
 WORDS = ("CREATE VIRTUAL TABLE IF NOT EXISTS message_words USING "
@@ -576,12 +579,13 @@ def reindex(db: sqlite3.Connection, m: Message) -> None:
 
 def message_row(m: Message) -> tuple[Any, ...]:
     return (m.room, m.id, m.user, m.text, m.ts, m.cid, m.author or None, m.edited, int(m.deleted) or None,
-            reactions_json(m.reactions))
+            reactions_json(m.reactions), int(m.bot) or None)
 
 
 def row_message(row: tuple[Any, ...]) -> Message:
-    room, msg_id, user, text, ts, cid, author, edited, deleted, reactions = row
-    return Message(room, msg_id, user, text, ts, cid, author or "", edited, bool(deleted), parse_reactions(reactions))
+    room, msg_id, user, text, ts, cid, author, edited, deleted, reactions, bot = row
+    return Message(room, msg_id, user, text, ts, cid, author or "", edited, bool(deleted), parse_reactions(reactions),
+                   bool(bot))
 
 
 def reactions_json(reactions: Reactions) -> Optional[str]:

@@ -64,10 +64,11 @@ class Draft:
     target: int = 0  # a change's message
     emoji: str = ""
     moderator: bool = False  # a moderator's delete: the author rule does not apply
+    bot: bool = False  # a new message from a bot
     done: Optional[asyncio.Future[Optional[Refusal]]] = None  # told the outcome (None: stored), if given
 
     def message(self, msg_id: int) -> Message:
-        return Message(self.room, msg_id, self.user, self.text, self.ts, self.cid, self.author)
+        return Message(self.room, msg_id, self.user, self.text, self.ts, self.cid, self.author, bot=self.bot)
 
     def update(self, msg_id: int, state: Message, on: bool) -> Update:
         text = state.text if self.kind is Change.EDIT else ""

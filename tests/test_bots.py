@@ -2,17 +2,24 @@
 
 import asyncio
 import re
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
+import httpx
 import pytest
 
+from browsers import expect
 from chat_core.bot import Bot
 from chat_core.client import ChatClient, ChatError, Message
 from servers import ServerProcess
+from test_browser_chat import MESSAGES, join, say
+from wsclient import Client
 
 
 def run(coro, timeout=60):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+    """``coro`` to its end, on a thread of its own (Playwright's sync API may hold this thread's loop)."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, asyncio.wait_for(coro, timeout)).result()
 
 
 @asynccontextmanager
@@ -32,12 +39,7 @@ async def running(bot: Bot, url: str, token_file=None):
 
 
 async def answer_from(chat: ChatClient, who: str, timeout=10.0) -> str:
-    async def find():
-        async for event in chat:
-            if isinstance(event, Message) and event.user == who:
-                return event.text
-
-    return await asyncio.wait_for(find(), timeout)
+    return (await answer_from_message(chat, who, timeout)).text
 
 
 def test_help_who_and_dice(server):
@@ -118,7 +120,66 @@ def test_a_restarted_bot_gets_its_name_back_with_its_token_file(tmp_path):
         run(go())
 
 
-def test_a_bot_inside_the_app_answers_and_a_bad_bot_stops_the_start(tmp_path):
+DICE_KEY = "dice-key-0123456789abcdef"
+
+
+def test_a_bot_is_marked_its_name_is_its_own_and_its_rate_is_its_own(tmp_path, engine_args):
+    """--bot-keys dice=…: the dice bot joins with its key; its messages and its join say
+    "bot"; nobody takes its name (nor a look-alike) without the key; it is held to --bot-rate."""
+    env = {"CHAT_BOT_KEYS": f"dice={DICE_KEY}", "CHAT_BOT_RATE": "1"}
+    with ServerProcess(engine_args, env=env, log_path=tmp_path / "server.log") as srv:
+
+        async def go():
+            watcher = await Client.open(srv.ws_url)
+            await watcher.join("watcher")
+            async with running(Bot("dice", key=DICE_KEY), srv.url) as dice, ChatClient(srv.url, "ann") as ann:
+                joined = await watcher.recv_notice("join", "dice")
+                assert joined["payload"]["bot"] is True
+                mine = await ann.send("hello dice")
+                theirs = await dice.say("hello ann")
+                assert not mine.bot and theirs.bot
+                got = await answer_from_message(ann, "dice")
+                assert got.bot and got.text == "hello ann"
+                for name in ("dice", "DICE", "d1ce"):  # the name and its look-alikes are the bot's
+                    with pytest.raises(ChatError) as info:
+                        async with ChatClient(srv.url, name, backoff=(0.1, 0.2)):
+                            pass
+                    assert info.value.code == "bot_name", name
+                with pytest.raises(ChatError) as info:
+                    async with ChatClient(srv.url, "dice", bot_key="not-the-key-0123456789"):
+                        pass
+                assert info.value.code == "bad_bot_key"
+                with pytest.raises(ChatError) as info:  # a key for a name that is no bot's
+                    async with ChatClient(srv.url, "mallory", bot_key=DICE_KEY):
+                        pass
+                assert info.value.code == "bad_bot_key"
+                refused = []
+                for i in range(8):  # bursts of 5 at 1 a second: the rest are refused
+                    try:
+                        await dice.say(f"spam {i}")
+                    except ChatError as exc:
+                        refused.append(exc.code)
+                assert refused and set(refused) == {"rate_limited"}
+                for i in range(8):  # a person's limits are off here: the bot's do not apply to ann
+                    await ann.send(f"talk {i}")
+            await watcher.close()
+
+        run(go())
+        stored = httpx.get(srv.url + "/api/rooms/lobby/messages").json()["messages"]
+        assert {m["user"]: m.get("bot", False) for m in stored} == {"ann": False, "dice": True}
+        assert DICE_KEY not in srv.log_text()
+
+
+async def answer_from_message(chat: ChatClient, who: str, timeout=10.0) -> Message:
+    async def find():
+        async for event in chat:
+            if isinstance(event, Message) and event.user == who:
+                return event
+
+    return await asyncio.wait_for(find(), timeout)
+
+
+def test_a_bot_inside_the_app_answers_with_a_badge_and_a_bad_bot_stops_the_start(tmp_path, people):
     import subprocess
     import sys
 
@@ -135,9 +196,22 @@ def test_a_bot_inside_the_app_answers_and_a_bad_bot_stops_the_start(tmp_path):
                         break
                     await asyncio.sleep(0.2)
                 await ann.send("/roll 3d6")
-                assert "ann rolled 3d6" in await answer_from(ann, "dice")
+                answer = await answer_from_message(ann, "dice")
+                assert "ann rolled 3d6" in answer.text and answer.bot  # the app gave its bot a key
+                with pytest.raises(ChatError) as info:
+                    async with ChatClient(srv.url, "Dice"):
+                        pass
+                assert info.value.code == "bot_name"
 
         run(go())
+        page = people.open(srv.url)
+        join(page, "bea")
+        say(page, "/roll 1d6")
+        answer = page.locator(f"{MESSAGES} li[data-user='dice']").last
+        expect(answer).to_contain_text("bea rolled 1d6")
+        expect(answer.get_by_test_id("chat-bot-badge")).to_have_text("BOT")
+        expect(page.locator(f"{MESSAGES} li[data-user='bea'] [data-testid='chat-bot-badge']")).to_have_count(0)
+        people.shot(page, "bot-badge")
     finally:
         srv.stop()
     bad = subprocess.run(

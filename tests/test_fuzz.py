@@ -99,7 +99,7 @@ def test_the_docs_tables_were_found():
             "bad_name", "bad_room", "bad_text", "name_taken", "bad_token", "binary_not_supported"} <= ERROR_CODES
     assert {1000, 1001, 1007, 1008, 1009, 1011, 1013, 4001} <= CLOSE_CODES
     assert FRAME_KINDS == {"join", "msg", "ping", "typing", "edit", "delete", "react"}
-    assert set(JOIN_FIELDS) == {"user", "room", "since", "token"}
+    assert set(JOIN_FIELDS) == {"user", "room", "since", "token", "bot_key"}
     assert NAME_MAX > 1 and TOKEN_MAX > 1 and DOC_MAX_TEXT > 1 and DEFAULT_ROOM == "lobby"
     assert [r for r in ["lobby", "Red", "r.e-d_1", "0", "x" * 32] if DOC_ROOM_RE.fullmatch(r)] == \
         ["lobby", "Red", "r.e-d_1", "0", "x" * 32]

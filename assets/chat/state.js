@@ -119,6 +119,7 @@ function addMessages(s, payloads, countUnread, fx, replay = false) {
       edited: typeof p.edited === "number" ? p.edited : null,
       deleted: p.deleted === true,
       reactions: reactionsOf(p.reactions),
+      bot: p.bot === true, // sent by a bot (a name the server keeps for one): shown with a badge
     });
     if (id > s.lastId) s.lastId = id;
   }

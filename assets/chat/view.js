@@ -195,6 +195,15 @@ export function createView(root) {
     author.dir = "auto"; // each name and text its own direction: one message cannot reorder the page
     author.textContent = item.user;
     meta.appendChild(author);
+    if (item.bot) {
+      li.classList.add("chat-bot");
+      const badge = doc.createElement("span");
+      badge.className = "chat-bot-badge";
+      badge.setAttribute("data-testid", "chat-bot-badge");
+      badge.textContent = "BOT";
+      badge.title = "A bot: this name is kept for it by the server";
+      meta.appendChild(badge);
+    }
     meta.appendChild(timeElement(item.ts));
     const body = doc.createElement("div");
     body.className = "chat-text";

@@ -38,8 +38,8 @@ test("welcome: the history that came before it, the people, and what to remember
   const [items] = only(effects, "messages");
   assert.equal(items.countUnread, false, "a fresh list counts nothing as unread");
   assert.deepEqual(items.items, [
-    { id: 1, user: "bob", text: "one", ts: 101, own: false, mention: false, append: true, edited: null, deleted: false, reactions: [] },
-    { id: 2, user: "alice", text: "two", ts: 102, own: true, mention: false, append: true, edited: null, deleted: false, reactions: [] },
+    { id: 1, user: "bob", text: "one", ts: 101, own: false, mention: false, append: true, edited: null, deleted: false, reactions: [], bot: false },
+    { id: 2, user: "alice", text: "two", ts: 102, own: true, mention: false, append: true, edited: null, deleted: false, reactions: [], bot: false },
   ]);
   assert.deepEqual(only(effects, "remember"), [{ type: "remember", name: "alice", room: "lobby" }]);
   assert.deepEqual(only(effects, "users"), [{ type: "users", names: ["alice", "bob", "Carol"], me: "alice", online: 3, room: "lobby" }]);
@@ -80,8 +80,12 @@ test("msg: each id once, in the room shown; own messages clear the error", () =>
   // an older id that was never shown goes in its place, not at the end
   out = run(out.state, frame({ type: "msg", payload: { id: 0, user: 5, room: "lobby" } }));
   assert.deepEqual(only(out.effects, "messages")[0].items,
-    [{ id: 0, user: "?", text: "", ts: null, own: false, mention: false, append: false, edited: null, deleted: false, reactions: [] }]);
+    [{ id: 0, user: "?", text: "", ts: null, own: false, mention: false, append: false, edited: null, deleted: false, reactions: [], bot: false }]);
   assert.equal(out.state.lastId, 4);
+  // a bot's message says so, and only "bot": true does
+  out = run(out.state, frame({ type: "msg", payload: { id: 5, user: "dice", text: "7", room: "lobby", bot: true } }),
+    frame({ type: "msg", payload: { id: 6, user: "eve", text: "me too", room: "lobby", bot: "yes" } }));
+  assert.deepEqual(only(out.effects, "messages").flatMap((e) => e.items.map((m) => m.bot)), [true, false]);
 });
 
 test("messages between a join and its welcome wait for the welcome; notices meanwhile are dropped", () => {
