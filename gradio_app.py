@@ -123,9 +123,11 @@ def activity_timer(evt: gr.SelectData) -> gr.Timer:
 
 # --- History: search a room and export it, with the HTTP API's rules (chat_core.history_access) ---
 
-EXPORTS = Path(tempfile.gettempdir()) / "chat-exports"  # files on their way to Gradio's cache
-EXPORT_KEPT = 120  # seconds an export file stays here (Gradio keeps its copy: delete_cache below)
+EXPORT_KEPT = 120  # seconds an export file is kept for Gradio to copy (Gradio keeps its copy: delete_cache below)
+EXPORT_MAX = 200_000_000  # bytes an export from the tab may have (the HTTP export streams any size)
+EXPORTS_MAX = 1_000_000_000  # bytes of exports kept here at once
 FORMATS = {f.label: f for f in Format}
+exports: list[Path] = []  # this process's folder for them, made (private, mkdtemp) at the first export
 
 
 def visitor(request: gr.Request) -> tuple[HistoryAccess, str, Optional[str]]:
@@ -159,16 +161,20 @@ async def search_history(room: str, text: str, request: gr.Request) -> tuple[lis
     return rows, f"{shown}, newest first (searched {history.scope()})."
 
 
-def export_path(name: str) -> Path:
-    """A new file for an export, in a folder of its own; older exports that Gradio has long
-    since copied into its cache are deleted first."""
-    EXPORTS.mkdir(exist_ok=True)
-    for old in EXPORTS.glob("*/*"):
-        with contextlib.suppress(OSError):  # (another export may be deleting it too)
-            if old.stat().st_mtime < time.time() - EXPORT_KEPT:
-                old.unlink()
-                old.parent.rmdir()
-    return Path(tempfile.mkdtemp(dir=EXPORTS)) / name
+def export_path(name: str) -> Optional[Path]:
+    """A new file for an export, in a folder of its own; None while the exports kept are too many bytes."""
+    if not exports:
+        exports.append(Path(tempfile.mkdtemp(prefix="chat-exports-")))
+    if sum(f.stat().st_size for f in exports[0].glob("*/*")) > EXPORTS_MAX:
+        return None
+    return Path(tempfile.mkdtemp(dir=exports[0])) / name
+
+
+def forget_export(path: Path) -> None:
+    """Gradio has long since copied it into its cache."""
+    with contextlib.suppress(OSError):
+        path.unlink()
+        path.parent.rmdir()
 
 
 async def export_room(room: str, label: str, request: gr.Request) -> tuple[gr.DownloadButton, str]:
@@ -180,10 +186,18 @@ async def export_room(room: str, label: str, request: gr.Request) -> tuple[gr.Do
     except Refusal as exc:
         raise gr.Error(exc.message) from None
     path = await asyncio.to_thread(export_path, filename(room, fmt))
+    if path is None:
+        raise gr.Error("Too many exports are waiting to be downloaded; try again in a few minutes.")
+    loop = asyncio.get_running_loop()
+    loop.call_later(EXPORT_KEPT, loop.run_in_executor, None, forget_export, path)
+    size = 0
     try:
         with path.open("w", encoding="utf-8", newline="") as file:  # (written on a thread, page by page)
             async for part in history.export(room, fmt, address):
-                await asyncio.to_thread(file.write, part)
+                size += await asyncio.to_thread(file.write, part)
+                if size > EXPORT_MAX:
+                    raise gr.Error(f"#{room} is too big to export here: api/rooms/{room}/export?format={fmt.value} "
+                                   "streams it whatever its size.")
     except Refusal as exc:
         raise gr.Error(exc.message) from None
     except chat_server().hub.writer.sequencer.expected:  # type: ignore[union-attr]
@@ -345,8 +359,8 @@ def when(ts: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ts))
 
 
-# Gradio's copies of the History tab's exports are deleted after 10 minutes (checked every 5).
-with gr.Blocks(title="Realtime chat", delete_cache=(300, 600)) as demo:
+# Gradio's copies of the History tab's exports are deleted after 5 minutes (checked every minute).
+with gr.Blocks(title="Realtime chat", delete_cache=(60, 300)) as demo:
     gr.Markdown(
         "## Realtime chat\n"
         "Pick a name, join a room and talk. Open a second tab to see messages arrive. "
@@ -438,8 +452,9 @@ with gr.Blocks(title="Realtime chat", delete_cache=(300, 600)) as demo:
     # History's events: the rooms to pick when the tab is picked; search on Enter or the button;
     # Export writes the file, then the download button offers it.
     history_tab.select(history_rooms, history_room, history_room)
-    gr.on([search.click, query.submit], search_history, [history_room, query], [found, found_note])
-    export.click(export_room, [history_room, export_format], [download, export_note])
+    gr.on([search.click, query.submit], search_history, [history_room, query], [found, found_note],
+          concurrency_limit=4)
+    export.click(export_room, [history_room, export_format], [download, export_note], concurrency_limit=2)
     gr.on([history_room.input, export_format.input], lambda: gr.DownloadButton(visible=False), None, download)
 
     # Moderation's events: sign in; then the views refresh every 5 s (the timer runs only

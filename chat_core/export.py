@@ -2,7 +2,7 @@
 
 :func:`export` reads the store :data:`PAGE` messages at a time and yields each page as text,
 so a room of any size goes out in bounded memory, and the store (SQLite's one thread, Redis)
-serves the chat between two pages. It stops at the messages sent after it began, so a busy
+serves the chat between two pages. It stops at the room's newest message when it began, so a busy
 room's export ends. Deleted messages are left out entirely: not even that they were.
 """
 
@@ -62,7 +62,7 @@ def record(m: Message) -> dict[str, Any]:
 
 
 # A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")  # (and full-width)
 
 
 def cell(text: str) -> str:
@@ -80,12 +80,12 @@ def csv_rows(page: list[Message]) -> str:
     return out.getvalue()
 
 
-MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~])")
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]<>()#+\-.!|~=])")
 
 
 def markdown_text(text: str) -> str:
     """Shown as typed when the file is rendered: no markup, links or HTML from a message."""
-    lines = [MARKDOWN_SPECIAL.sub(r"\\\1", line) for line in text.replace("\r", "").split("\n")]
+    lines = [MARKDOWN_SPECIAL.sub(r"\\\1", line.lstrip()) for line in text.replace("\r", "").split("\n")]
     return "  \n  ".join(lines)  # a hard line break, still inside the list item
 
 
@@ -114,15 +114,17 @@ def body(page: list[Message], fmt: Format) -> str:
 
 
 async def export(store: Store, room: str, fmt: Format) -> AsyncIterator[str]:
-    """The file, a page at a time (the head first, even for an empty room)."""
-    began = time.time()
+    """The file, a page at a time (the head first, even for an empty room), up to the newest
+    message when it began (by id: the ids, not the clocks of several processes, say what came after)."""
     yield head(room, fmt)
+    newest = await store.after(room, 0, 1)
+    upto = newest[-1].id if newest else 0
     since = 0
-    while True:
+    while since < upto:
         page = await store.after(room, since, PAGE, first=True)
-        kept = [m for m in page if not m.deleted and m.ts <= began]
+        if not page:
+            return
+        kept = [m for m in page if not m.deleted and m.id <= upto]
         if kept:
             yield body(kept, fmt)
-        if len(page) < PAGE or page[-1].ts > began:
-            return
         since = page[-1].id

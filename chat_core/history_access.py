@@ -8,7 +8,7 @@ room, so it is counted per client address and overall. A banned name or address 
 
 from __future__ import annotations
 
-from collections import Counter
+import time
 from collections.abc import AsyncIterator
 from typing import Optional
 
@@ -23,9 +23,12 @@ from .search import MAX_RESULTS, BadQuery, Query
 from .store import Message, Store
 
 SEARCH_RATE, SEARCH_BURST = 1.0, 10  # searches a second per address, and how many may come at once
+SEARCHES_AT_ONCE = 2  # searches running at once in this process (each has its time budget, search.BUDGET)
 EXPORT_RATE, EXPORT_BURST = 0.1, 3  # exports begun a second per address (one per 10 s), and at once
 EXPORTS_PER_ADDRESS = 1  # exports running at once from one address
 EXPORTS_AT_ONCE = 4  # exports running at once in this process
+EXPORT_HOLD = 60.0  # seconds an export counts as running: one whose reader stalls frees its place then
+EXPORT_LONGEST = 600.0  # seconds an export may take; then it ends where it is
 
 
 class HistoryAccess:
@@ -38,7 +41,8 @@ class HistoryAccess:
         self.moderation = moderation
         self.searches = KeyedBuckets(SEARCH_RATE, SEARCH_BURST)
         self.exports = KeyedBuckets(EXPORT_RATE, EXPORT_BURST)
-        self.running: Counter[str] = Counter()  # exports running, per address
+        self.running: dict[object, tuple[str, float]] = {}  # exports running: (address, started)
+        self.searching = 0
 
     def admit(self, room: str, address: str, login: Optional[str]) -> str:
         """The room name, checked; refused for a banned name or address."""
@@ -58,7 +62,15 @@ class HistoryAccess:
             raise Refusal("bad_query", str(exc)) from None
         if not self.searches.take(address):
             raise Refusal("rate_limited", "Too many searches; wait a few seconds.")
-        return await self.store.search(room, query, max(1, min(limit, MAX_RESULTS)))
+        if self.searching >= SEARCHES_AT_ONCE:
+            raise Refusal("busy", "Other searches are running; try again in a moment.")
+        self.searching += 1
+        try:
+            return await self.store.search(room, query, max(1, min(limit, MAX_RESULTS)))
+        except BadQuery as exc:  # too broad: it ran out of time
+            raise Refusal("bad_query", str(exc)) from None
+        finally:
+            self.searching -= 1
 
     def check_export(self, room: str, address: str, login: Optional[str] = None) -> str:
         """The room name, or a refusal, before an export begins (say, before a response's
@@ -70,9 +82,11 @@ class HistoryAccess:
         return room
 
     def _check_running(self, address: str) -> None:
-        if self.running[address] >= EXPORTS_PER_ADDRESS:
+        since = time.monotonic() - EXPORT_HOLD
+        counted = [who for who, started in self.running.values() if started > since]
+        if counted.count(address) >= EXPORTS_PER_ADDRESS:
             raise Refusal("busy", "An export from you is still running; wait for it to finish.")
-        if sum(self.running.values()) >= EXPORTS_AT_ONCE:
+        if len(counted) >= EXPORTS_AT_ONCE:
             raise Refusal("busy", "Too many exports are running; try again in a minute.")
 
     async def export(self, room: str, fmt: Format, address: str) -> AsyncIterator[str]:
@@ -80,14 +94,15 @@ class HistoryAccess:
         running from its first page to its end. Checked again there, with no wait between
         check and count: of requests that all passed at once, only as many as allowed get a file."""
         self._check_running(address)
-        self.running[address] += 1
+        slot, started = object(), time.monotonic()
+        self.running[slot] = (address, started)
         try:
             async for part in export(self.store, room, fmt):
                 yield part
+                if time.monotonic() - started > EXPORT_LONGEST:
+                    return
         finally:
-            self.running[address] -= 1
-            if self.running[address] <= 0:
-                del self.running[address]
+            del self.running[slot]
 
     def scope(self) -> str:
         """What a search looks through, in words, for the page."""

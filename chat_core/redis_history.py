@@ -14,8 +14,10 @@ have run is never sent twice (see :func:`connect`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any, Optional
 from urllib.parse import urlsplit
@@ -24,8 +26,8 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from .search import SCAN, Query
-from .store import Change, Claim, Entry, Message, Store, Update
+from .search import BUDGET, SCAN, Query
+from .store import Change, Claim, Entry, Message, Store, Update, matching
 
 log = logging.getLogger("chat_core.redis")
 
@@ -243,15 +245,16 @@ class RedisHistory(Store):
     async def search(self, room: str, query: Query, limit: int) -> list[Message]:
         """Bounded (Redis has no full-text index here): the room's newest :data:`~chat_core.search.SCAN`
         messages, read newest first in pages of :data:`SCAN_PAGE`, as they stand (edits applied;
-        a deleted message has no stream entry), matched by :meth:`Query.matches`."""
+        a deleted message has no stream entry), matched by :meth:`Query.matches` on a thread;
+        what is found within :data:`~chat_core.search.BUDGET` seconds."""
         out: list[Message] = []
         top, read = "+", 0
-        while read < SCAN and len(out) < limit:
+        deadline = time.monotonic() + BUDGET
+        while read < SCAN and len(out) < limit and time.monotonic() < deadline:
             page = await self.redis.xrevrange(self.keys.stream(room), top, "-", count=min(SCAN_PAGE, SCAN - read))
             found = {int(entry_id.split("-", 1)[0]): (entry_id, fields) for entry_id, fields in page}
-            for m in await self._as_they_stand(room, sorted(found, reverse=True), found):
-                if not m.deleted and query.matches(m.text):
-                    out.append(m)
+            standing = await self._as_they_stand(room, sorted(found, reverse=True), found)
+            out += await asyncio.to_thread(matching, standing, query, limit - len(out), deadline)  # (off the loop)
             read += len(page)
             if len(page) < SCAN_PAGE:
                 break

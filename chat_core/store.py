@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import enum
 import json
+import logging
 import os
 import sqlite3
+import time
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -25,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Optional, TypeVar, Union
 
-from .search import SCAN, Query
+from .search import BUDGET, SCAN, BadQuery, Query
 
 try:
     import fcntl
@@ -33,6 +35,7 @@ except ImportError:  # Windows: no advisory locks; one server per file is up to 
     fcntl = None  # type: ignore[assignment]
 
 T = TypeVar("T")
+log = logging.getLogger("chat_core.store")
 
 
 class StoreInUse(RuntimeError):
@@ -272,13 +275,9 @@ class MemoryStore(Store):
         return sorted(found, key=lambda m: m.ts)
 
     async def search(self, room: str, query: Query, limit: int) -> list[Message]:
-        out: list[Message] = []
-        for read, m in enumerate(reversed(self._rooms.get(room, ()))):
-            if read >= SCAN or len(out) >= limit:
-                break
-            if not m.deleted and query.matches(m.text):
-                out.append(m)
-        return out
+        q = self._rooms.get(room, ())
+        newest = [q[-i] for i in range(1, min(len(q), SCAN) + 1)]  # (taken here: the deque changes on this loop)
+        return await asyncio.to_thread(matching, newest, query, limit, time.monotonic() + BUDGET)
 
 
 SCHEMA = """
@@ -328,6 +327,10 @@ class SQLiteStore(Store):
         self._db: Optional[sqlite3.Connection] = None
         self._lock: Optional[IO[str]] = None
         self._next_n: Optional[int] = None  # the next message's row in message_words; None: no FTS5 here
+        # Searches read on a connection and a thread of their own (WAL lets them run beside the
+        # writer), so a slow one never holds up a commit.
+        self._reader: Optional[sqlite3.Connection] = None
+        self._reading = ThreadPoolExecutor(max_workers=1, thread_name_prefix="chat-sqlite-search")
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -356,6 +359,9 @@ class SQLiteStore(Store):
             db.execute(f"SELECT {COLUMNS} FROM messages LIMIT 1").fetchall()
             self._next_n = index_words(db)
             self.search_scope = None if self._next_n is not None else SCAN
+            if self.path != ":memory:":
+                uri = Path(self.path).expanduser().resolve().as_uri() + "?mode=ro"
+                self._reader = sqlite3.connect(uri, uri=True, check_same_thread=False)
         except sqlite3.Error as exc:
             if self._lock is not None:
                 self._lock.close()
@@ -364,6 +370,10 @@ class SQLiteStore(Store):
         self._db = db
 
     async def close(self) -> None:
+        if self._reader is not None:
+            await asyncio.get_running_loop().run_in_executor(self._reading, self._reader.close)
+            self._reader = None
+        self._reading.shutdown(wait=True)
         if self._db is not None:
             await self._run(self._db.close)
             self._db = None
@@ -489,19 +499,31 @@ class SQLiteStore(Store):
         return [row_message(row) for row in rows]
 
     async def search(self, room: str, query: Query, limit: int) -> list[Message]:
-        return await self._run(self._search, room, query, limit)
+        if self._reader is None:  # (a database in memory has no second connection)
+            return await self._run(self._search, self._db, room, query, limit)
+        return await asyncio.get_running_loop().run_in_executor(
+            self._reading, self._search, self._reader, room, query, limit)
 
-    def _search(self, room: str, query: Query, limit: int) -> list[Message]:
-        assert self._db is not None
+    def _search(self, db: Optional[sqlite3.Connection], room: str, query: Query, limit: int) -> list[Message]:
+        assert db is not None
+        deadline = time.monotonic() + BUDGET
         if self._next_n is None:  # no FTS5 in this SQLite: the newest SCAN messages, matched here
-            rows = self._db.execute(f"SELECT {COLUMNS} FROM messages WHERE room = ? AND deleted IS NULL "
-                                    "ORDER BY id DESC LIMIT ?", (room, SCAN)).fetchall()
-            return [m for m in map(row_message, rows) if query.matches(m.text)][:limit]
+            rows = db.execute(f"SELECT {COLUMNS} FROM messages WHERE room = ? AND deleted IS NULL "
+                              "ORDER BY id DESC LIMIT ?", (room, SCAN)).fetchall()
+            return matching(list(map(row_message, rows)), query, limit, deadline)
         cols = ", ".join(f"m.{c.strip()}" for c in COLUMNS.split(","))
-        rows = self._db.execute(
-            f"SELECT {cols} FROM message_words w JOIN messages m ON m.room = w.room AND m.id = w.id "
-            "WHERE message_words MATCH ? AND w.room = ? AND m.deleted IS NULL ORDER BY w.rowid DESC LIMIT ?",
-            (query.fts(), room, limit)).fetchall()
+        db.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)  # non-zero: stop the query
+        try:
+            rows = db.execute(
+                f"SELECT {cols} FROM message_words w JOIN messages m ON m.room = w.room AND m.id = w.id "
+                "WHERE message_words MATCH ? AND w.room = ? AND m.deleted IS NULL ORDER BY w.rowid DESC LIMIT ?",
+                (query.fts(), room, limit)).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "interrupt" not in str(exc):
+                raise
+            raise BadQuery("That search is too broad: use longer or rarer words.") from None
+        finally:
+            db.set_progress_handler(None, 0)
         return [row_message(row) for row in rows]
 
     async def count(self) -> int:
@@ -541,6 +563,18 @@ def migrate(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS messages_ts ON messages (ts, deleted)")  # Store.minute_counts
 
 
+def matching(newest: Sequence[Message], query: Query, limit: int, deadline: float) -> list[Message]:
+    """The messages (newest first) that match, for the engines without an index: on a thread,
+    read until ``limit`` are found, or ``deadline`` (monotonic) passes."""
+    out: list[Message] = []
+    for i, m in enumerate(newest):
+        if len(out) >= limit or (i % 256 == 0 and time.monotonic() > deadline):
+            break
+        if not m.deleted and query.matches(m.text):
+            out.append(m)
+    return out
+
+
 def index_words(db: sqlite3.Connection) -> Optional[int]:
     """Make the full-text index and index the messages it lacks (all of them in a database from
     before it, in pages, once); the next row number, or None when this SQLite has no FTS5."""
@@ -555,7 +589,12 @@ def index_words(db: sqlite3.Connection) -> Optional[int]:
         page = db.execute("SELECT room, id, text, deleted FROM messages WHERE (room, id) > (?, ?) AND n IS NULL "
                           "ORDER BY room, id LIMIT ?", (*after, INDEX_PAGE)).fetchall()
         if not page:
+            if after[1] >= 0:
+                log.info("search index: every message indexed")
             return top + 1
+        if after[1] < 0:
+            log.info("search index: indexing the messages of a database from before it (once; "
+                     "about a minute per million messages)")
         after = (page[-1][0], page[-1][1])
         with transaction(db):
             db.executemany("UPDATE messages SET n = ? WHERE room = ? AND id = ?",

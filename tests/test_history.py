@@ -203,6 +203,9 @@ def test_an_older_database_is_indexed_when_opened(tmp_path):
         ("ÉTÉ", "un été chaud", True),
         ("don t", "don't", True),
         ("tea coffee", "tea only", False),
+        ("a", "a cup", True),
+        ("a", "another cup", False),  # one letter: a whole word
+        ("file", "\ufb01le", False),  # no compatibility folding: as SQLite's index sees it
     ],
 )
 def test_the_matching_rules_every_engine_shares(query, text, found):
@@ -210,7 +213,7 @@ def test_the_matching_rules_every_engine_shares(query, text, found):
 
 
 def test_queries_are_words_and_nothing_else():
-    assert Query.parse('a" OR b*').fts() == '"a"* "or"* "b"*'
+    assert Query.parse('a" OR b*').fts() == '"a" "or"* "b"'  # one letter: a whole word
     for bad in ("", "  ", "*?!", "x" * 201, " ".join(f"w{i}" for i in range(11))):
         with pytest.raises(BadQuery):
             Query.parse(bad)
@@ -228,3 +231,44 @@ def test_what_goes_into_a_csv_cell_and_a_markdown_line():
     ]
     assert markdown_text("[link](http://x) <b>") == "\\[link\\]\\(http://x\\) \\<b\\>"
     assert {f.value for f in Format} == {"jsonl", "csv", "md"}
+
+
+def test_a_search_past_its_time_is_stopped_not_left_running(tmp_path, monkeypatch):
+    import chat_core.store
+
+    async def go():
+        store = SQLiteStore(str(tmp_path / "broad.db"))
+        await store.open()
+        await store.append([Message("big", i, "u", "the same words again", float(i)) for i in range(1, 20_001)])
+        assert len(await store.search("big", Query.parse("same"), 5)) == 5
+        monkeypatch.setattr(chat_core.store, "BUDGET", 0.0)
+        try:
+            with pytest.raises(BadQuery, match="too broad"):
+                await store.search("other", Query.parse("same words"), 5)  # every message read, none kept
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+def test_an_export_whose_reader_stalls_frees_its_place(monkeypatch):
+    import chat_core.history_access as access
+    from chat_core.moderation import Moderation, ModerationStore
+    from chat_core.refusal import Refusal
+    from chat_core.store import MemoryStore
+
+    async def go():
+        store = MemoryStore()
+        await store.append([Message("lobby", i, "u", f"m{i}", float(i)) for i in range(1, 2000)])
+        history = access.HistoryAccess(store, Moderation(ModerationStore()))
+        stalled = history.export(history.check_export("lobby", "1.2.3.4"), Format.JSONL, "1.2.3.4")
+        await stalled.__anext__()  # the head went out; the reader reads no more
+        with pytest.raises(Refusal) as info:
+            history.check_export("lobby", "1.2.3.4")
+        assert info.value.code == "busy"
+        monkeypatch.setattr(access, "EXPORT_HOLD", 0.0)
+        history.check_export("lobby", "1.2.3.4")  # no longer counted
+        await stalled.aclose()
+        assert history.running == {}
+
+    asyncio.run(go())
