@@ -38,8 +38,8 @@ class BotNames:
             if kept is not None:
                 raise Refusal("bot_name", f"{kept[0]} is the name of a bot here; choose another.")
             return None
-        if self.guesses.blocked(address):
-            raise Refusal("bad_bot_key", "Too many wrong bot keys from this address; wait a minute.")
+        if self.guesses.blocked(address):  # (rate_limited: the bot itself should try again, not give up)
+            raise Refusal("rate_limited", "Too many wrong bot keys from this address; wait a minute.")
         if kept is not None and hmac.compare_digest(digest(bot_key), kept[1]):
             return Role.BOT
         self.guesses.wrong(address)

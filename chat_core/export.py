@@ -58,6 +58,8 @@ def record(m: Message) -> dict[str, Any]:
         r["edited"] = iso(m.edited)
     if m.reactions:
         r["reactions"] = {emoji: list(names) for emoji, names in m.reactions}
+    if m.bot:
+        r["bot"] = True
     return r
 
 
@@ -69,14 +71,15 @@ def cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_START) else text
 
 
-CSV_COLUMNS = ["id", "time", "user", "text", "edited"]
+CSV_COLUMNS = ["id", "time", "user", "text", "edited", "bot"]
 
 
 def csv_rows(page: list[Message]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     for m in page:
-        writer.writerow([m.id, iso(m.ts), cell(m.user), cell(m.text), iso(m.edited) if m.edited is not None else ""])
+        writer.writerow([m.id, iso(m.ts), cell(m.user), cell(m.text), iso(m.edited) if m.edited is not None else "",
+                         "bot" if m.bot else ""])
     return out.getvalue()
 
 
@@ -93,7 +96,8 @@ def markdown_rows(page: list[Message]) -> str:
     out = []
     for m in page:
         edited = " (edited)" if m.edited is not None else ""
-        out.append(f"- **{markdown_text(m.user)}** · {shown(m.ts)}{edited}: {markdown_text(m.text)}\n")
+        bot = " (bot)" if m.bot else ""
+        out.append(f"- **{markdown_text(m.user)}**{bot} · {shown(m.ts)}{edited}: {markdown_text(m.text)}\n")
     return "".join(out)
 
 

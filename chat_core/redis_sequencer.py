@@ -100,7 +100,9 @@ for i = 0, #ARGV - 5 do
         end
       end
       ids[#ids + 1] = id
-      out[#out + 1] = {it.r, id, it.u, it.t, it.ts, it.c, it.b or ''}
+      local published = {it.r, id, it.u, it.t, it.ts, it.c}
+      if (it.b or '') ~= '' then published[7] = it.b end  -- (only for a bot's: older processes read six)
+      out[#out + 1] = published
     end
   elseif (redis.call('HGET', states, it.g) or '') ~= it.x then
     ids[#ids + 1] = 0  -- changed meanwhile: checked again and retried by the sender

@@ -201,8 +201,9 @@ class FrameHandler:
             self.hub.typing(member)
 
     def _too_fast(self, session: Session, message: str, cid: Optional[str] = None) -> None:
-        """Refuse one frame as ``rate_limited``; persistent flooding closes the connection (1008)."""
-        if session.flood.strike():
+        """Refuse one frame as ``rate_limited``; persistent flooding closes the connection (1008),
+        but not a bot's: its answers come from what others send, so others could get it closed."""
+        if session.member.role is not Role.BOT and session.flood.strike():
             session.member.outbox.close(CloseCode.POLICY, "flooding")
         else:
             session.member.send(protocol.error("rate_limited", message, cid))

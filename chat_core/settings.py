@@ -94,7 +94,8 @@ class Settings:
     bot_keys: str = _opt("", "Bots: 'name=key' pairs, comma-separated (keys of 16+ bytes). A bot joins with its key "
                              "(join's bot_key): its messages are marked as a bot's, and nobody else may take its name "
                              "or a look-alike.", secret=True)
-    bot_rate: float = _opt(1.0, "Messages per second of each bot (bursts of 5), in place of a person's limits.")
+    bot_rate: float = _opt(10.0, "Messages per second of each bot (bursts of 5x), in place of a person's limits "
+                                 "(a bot answers many people); 0: no limit.")
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None, **overrides: Any) -> Settings:

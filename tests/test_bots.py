@@ -1,6 +1,7 @@
 """The example bots in bots/ answer in a real room (both engines), through chat_core.bot."""
 
 import asyncio
+import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -167,6 +168,8 @@ def test_a_bot_is_marked_its_name_is_its_own_and_its_rate_is_its_own(tmp_path, e
         run(go())
         stored = httpx.get(srv.url + "/api/rooms/lobby/messages").json()["messages"]
         assert {m["user"]: m.get("bot", False) for m in stored} == {"ann": False, "dice": True}
+        exported = [json.loads(line) for line in httpx.get(srv.url + "/api/rooms/lobby/export").text.splitlines()]
+        assert {r["user"]: r.get("bot", False) for r in exported} == {"ann": False, "dice": True}
         assert DICE_KEY not in srv.log_text()
 
 

@@ -90,7 +90,7 @@ def test_bad_searches_and_exports_get_a_code_not_a_crash(mod):
     assert flood[:10] == [200] * 10 and 429 in flood[10:]
     assert httpx.get(f"{srv.url}/healthz").status_code == 200
     empty = export(srv, "nobody-here", "csv")
-    assert empty.text == "id,time,user,text,edited\r\n"  # an empty room: the head alone
+    assert empty.text == "id,time,user,text,edited,bot\r\n"  # an empty room: the head alone
 
 
 def test_an_export_holds_every_message_but_the_deleted_in_each_format(mod):
