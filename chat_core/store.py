@@ -399,7 +399,7 @@ class SQLiteStore(Store):
                 db.executemany(f"INSERT INTO messages ({COLUMNS}, n) VALUES ({', '.join('?' * 12)})",
                                [(*message_row(m), n + i) for i, m in enumerate(messages)])
                 db.executemany("INSERT INTO message_words (rowid, text, room, id) VALUES (?, ?, ?, ?)",
-                               [(n + i, m.text, m.room, m.id) for i, m in enumerate(messages) if m.text])
+                               [(n + i, m.text, m.room, m.id) for i, m in enumerate(messages)])
             if updates:
                 db.executemany(
                     "INSERT INTO changes (room, id, kind, target, user, ts, text, emoji, given) "
@@ -582,8 +582,11 @@ def index_words(db: sqlite3.Connection) -> Optional[int]:
         db.execute(WORDS)
     except sqlite3.OperationalError:
         return None
-    top = max(db.execute("SELECT MAX(n) FROM messages").fetchone()[0] or 0,
-              db.execute("SELECT MAX(rowid) FROM message_words").fetchone()[0] or 0)
+    # Every numbered message has its row (a deleted one's with no text), so the newest row is the
+    # highest number given out; and the messages still to number are found through a partial index
+    # that holds them alone (empty once indexed: nothing to keep up when a message is written).
+    db.execute("CREATE INDEX IF NOT EXISTS messages_unindexed ON messages (room, id) WHERE n IS NULL")
+    top = db.execute("SELECT MAX(rowid) FROM message_words").fetchone()[0] or 0
     after: tuple[str, int] = ("", -1)
     while True:  # in key order, so a room's rows go up with its ids (search shows the newest first)
         page = db.execute("SELECT room, id, text, deleted FROM messages WHERE (room, id) > (?, ?) AND n IS NULL "
@@ -600,20 +603,15 @@ def index_words(db: sqlite3.Connection) -> Optional[int]:
             db.executemany("UPDATE messages SET n = ? WHERE room = ? AND id = ?",
                            [(top + i + 1, room, msg_id) for i, (room, msg_id, _, _) in enumerate(page)])
             db.executemany("INSERT INTO message_words (rowid, text, room, id) VALUES (?, ?, ?, ?)",
-                           [(top + i + 1, text, room, msg_id)
-                            for i, (room, msg_id, text, deleted) in enumerate(page) if text and not deleted])
+                           [(top + i + 1, "" if deleted else text, room, msg_id)
+                            for i, (room, msg_id, text, deleted) in enumerate(page)])
         top += len(page)
 
 
 def reindex(db: sqlite3.Connection, m: Message) -> None:
     """Index ``m``'s text as it stands now: an edit's new words, or none once it is deleted."""
-    row = db.execute("SELECT n FROM messages WHERE room = ? AND id = ?", (m.room, m.id)).fetchone()
-    if row is None or row[0] is None:
-        return
-    db.execute("DELETE FROM message_words WHERE rowid = ?", (row[0],))
-    if m.text and not m.deleted:
-        db.execute("INSERT INTO message_words (rowid, text, room, id) VALUES (?, ?, ?, ?)",
-                   (row[0], m.text, m.room, m.id))
+    db.execute("UPDATE message_words SET text = ? WHERE rowid = (SELECT n FROM messages WHERE room = ? AND id = ?)",
+               ("" if m.deleted else m.text, m.room, m.id))
 
 
 def message_row(m: Message) -> tuple[Any, ...]:
