@@ -16,6 +16,7 @@ import contextlib
 import hashlib
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
@@ -24,7 +25,6 @@ import pandas as pd
 
 from chat_core import protocol
 from chat_core.admin_api import cannot_change, clean_topic, normal_address
-from chat_core.admission import address_of
 from chat_core.export import Format, filename
 from chat_core.gradio_support import (  # noqa: F401
     ASSETS,
@@ -85,6 +85,15 @@ if (window.ChatWidget) {
 ACTIVITY_EVERY = 5  # seconds between refreshes; one snapshot serves every page (Activity.snapshot)
 
 
+@contextlib.contextmanager
+def history_read() -> Iterator[None]:
+    """Around a read of the history: the store away (Redis down) is said on the page."""
+    try:
+        yield
+    except chat_server().store_errors:
+        raise gr.Error("The chat history cannot be read right now.") from None
+
+
 def frame(rows: list[dict[str, Any]], columns: list[str], time_column: str) -> pd.DataFrame:
     """Rows as a DataFrame for a plot, ``time_column`` (unix seconds) as UTC datetimes."""
     df = pd.DataFrame(rows, columns=columns)
@@ -97,10 +106,8 @@ async def activity_view() -> tuple[gr.LinePlot, gr.LinePlot, list[list[Any]], st
     server = chat_server()
     if server.activity is None or server.hub is None:
         raise gr.Error("The chat server is not running.")
-    try:
+    with history_read():
         snap = await server.activity.snapshot()
-    except server.hub.writer.sequencer.expected:
-        raise gr.Error("The chat history cannot be read right now.") from None
     t = snap.totals
     totals = (f"**{t['rooms']}** rooms listed · **{t['online']}** people online · "
               f"**{t['last_hour']}** messages in the last hour · **{t['stored']}** messages stored")
@@ -136,7 +143,7 @@ def visitor(request: gr.Request) -> tuple[HistoryAccess, str, Optional[str]]:
     http = request.request
     if server.history is None or http is None:
         raise gr.Error("The chat server is not running.")
-    return server.history, address_of(http, server.settings, server.gate.share_host), request.username
+    return server.history, server.address(http), request.username
 
 
 async def history_rooms(room: str) -> gr.Dropdown:
@@ -151,11 +158,10 @@ async def search_history(room: str, text: str, request: gr.Request) -> tuple[lis
     if not text.strip():
         return [], "Type words to look for: each must begin a word of the message."
     try:
-        found = await history.search(room or "lobby", text, address, login)
+        with history_read():
+            found = await history.search(room or "lobby", text, address, login)
     except Refusal as exc:
         raise gr.Error(exc.message) from None
-    except chat_server().hub.writer.sequencer.expected:  # type: ignore[union-attr]
-        raise gr.Error("The chat history cannot be read right now.") from None
     shown = f"**{len(found)}** message{'s' if len(found) != 1 else ''} found" if found else "Nothing found"
     rows = [[time.strftime("%Y-%m-%d %H:%M", time.gmtime(m.ts)), m.user, m.text] for m in found]
     return rows, f"{shown}, newest first (searched {history.scope()})."
@@ -192,7 +198,7 @@ async def export_room(room: str, label: str, request: gr.Request) -> tuple[gr.Do
     loop.call_later(EXPORT_KEPT, loop.run_in_executor, None, forget_export, path)
     size = 0
     try:
-        with path.open("w", encoding="utf-8", newline="") as file:  # (written on a thread, page by page)
+        with history_read(), path.open("w", encoding="utf-8", newline="") as file:  # (written on a thread)
             async for part in history.export(room, fmt, address):
                 size += await asyncio.to_thread(file.write, part)
                 if size > EXPORT_MAX:
@@ -200,8 +206,6 @@ async def export_room(room: str, label: str, request: gr.Request) -> tuple[gr.Do
                                    "streams it whatever its size.")
     except Refusal as exc:
         raise gr.Error(exc.message) from None
-    except chat_server().hub.writer.sequencer.expected:  # type: ignore[union-attr]
-        raise gr.Error("The chat history cannot be read right now.") from None
     size = path.stat().st_size
     shown = f"{size:,} bytes" if size < 10_000 else f"{size / 1e3:,.0f} KB" if size < 10**7 else f"{size / 1e6:,.0f} MB"
     return (gr.DownloadButton(f"Download {path.name} ({shown})", value=str(path), visible=True),
@@ -242,7 +246,7 @@ def sign_in(token: str, request: gr.Request) -> tuple[Any, ...]:
     server = chat_server()
     mods = server.moderators
     http = request.request  # (the address as the chat counts it, behind a share link or a proxy too)
-    address = address_of(http, server.settings, server.gate.share_host) if http is not None else ""
+    address = server.address(http) if http is not None else ""
     if mods.blocked(address):
         raise gr.Error("Too many wrong tokens from this address: wait a minute.")
     if mods.token_ok(token):
@@ -279,10 +283,8 @@ async def recent_messages(room: str) -> list[list[Any]]:
     """The newest 50 messages of ``room``, newest first, with the ids a delete needs."""
     hub = chat_server().hub
     assert hub is not None
-    try:
+    with history_read():
         found = await hub.store.after(room_of(room), 0, 50)
-    except hub.writer.sequencer.expected:
-        raise gr.Error("The chat history cannot be read right now.") from None
     return [[m.id, when(m.ts), m.user, "(deleted)" if m.deleted else m.text] for m in reversed(found)]
 
 

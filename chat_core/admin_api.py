@@ -18,7 +18,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
 
 from . import protocol
-from .admission import address_of, origin_allowed
+from .admission import origin_allowed
 from .moderation import AUDIT_SHOWN, MAX_BAN, MAX_REASON, MAX_SLOW, MAX_TOPIC, BanKind, RoomRules
 from .moderators import ADMIN, OFF
 from .names import name_key
@@ -78,7 +78,7 @@ def admin_router(server: ChatServer) -> APIRouter:
         if not moderators.enabled:
             raise HTTPException(404, OFF)
         if credentials is not None:
-            address = address_of(request, server.settings, server.gate.share_host)
+            address = server.address(request)
             if moderators.blocked(address):
                 raise HTTPException(429, "Too many wrong tokens from this address; wait a minute.")
             if moderators.token_ok(credentials.credentials):

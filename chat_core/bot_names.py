@@ -27,9 +27,6 @@ class BotNames:
         self.names = {key: (name, digest(secret)) for key, (name, secret) in settings.bot_key_map().items()}
         self.guesses = Guesses()
 
-    def is_bot(self, key: str) -> bool:
-        return key in self.names
-
     def role(self, key: str, bot_key: Optional[str], address: str) -> Optional[Role]:
         """``Role.BOT`` with the name's own key; None (not a bot) for a name that is no bot's,
         joined without a key; else :class:`Refusal` (``bot_name``, ``bad_bot_key``)."""

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import StreamingResponse
 
-from .admission import address_of
 from .export import Format, filename
 from .history_access import HistoryAccess
 from .refusal import Refusal
@@ -38,8 +37,7 @@ def history_router(server: ChatServer) -> APIRouter:
         if server.history is None:
             raise HTTPException(503, "chat server is not running")
         login = server.authenticate(request) if server.authenticate is not None else None
-        return server.history, address_of(request, server.settings, server.gate.share_host), \
-            login.user if login is not None else None
+        return server.history, server.address(request), login.user if login is not None else None
 
     @router.get("/{room}/search", summary="Messages of a room that contain these words, newest first")
     async def search(
@@ -49,13 +47,11 @@ def history_router(server: ChatServer) -> APIRouter:
         limit: int = Query(50, ge=1, le=MAX_RESULTS),
     ) -> dict[str, Any]:
         history, address, login = who(request)
-        hub = server._hub()
         try:
-            found = await history.search(room, q, address, login, limit)
+            with server.history_read():
+                found = await history.search(room, q, address, login, limit)
         except Refusal as exc:
             raise refused(exc) from None
-        except hub.writer.sequencer.expected:
-            raise HTTPException(503, "the chat history cannot be read right now") from None
         return {"room": room, "q": q, "searched": history.store.search_scope or "all",
                 "messages": [m.payload() for m in found]}
 

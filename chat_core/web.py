@@ -10,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -122,6 +122,23 @@ class ChatServer:
             raise HTTPException(503, "chat server is not running")
         return self.hub
 
+    def address(self, conn: HTTPConnection) -> str:
+        """The client address the chat's limits and bans count (behind a share link or a proxy too)."""
+        return address_of(conn, self.settings, self.gate.share_host)
+
+    @property
+    def store_errors(self) -> tuple[type[BaseException], ...]:
+        """What a read of the history raises while the store is away (Redis down)."""
+        return self.hub.writer.sequencer.expected if self.hub is not None else ()
+
+    @contextmanager
+    def history_read(self) -> Iterator[None]:
+        """Around an HTTP route's read of the history: the store away is a 503, to try again later."""
+        try:
+            yield
+        except self.store_errors:
+            raise HTTPException(503, "the chat history cannot be read right now") from None
+
     # --- WebSocket ---------------------------------------------------------
 
     async def serve_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -140,7 +157,7 @@ class ChatServer:
             log.info("refused a WebSocket from %s: %s", handshake.client, refusal)
             await refuse(scope, send, 403, refusal)
             return
-        address = address_of(handshake, s, self.gate.share_host)
+        address = self.address(handshake)
         del handshake
         if not await self.limits.connect(address):
             await refuse(scope, send, 429, "too many new connections from this address; wait a moment")
@@ -235,11 +252,8 @@ class ChatServer:
                 protocol.check_room(room)
             except ProtocolError as exc:
                 raise HTTPException(422, exc.message) from None
-            hub = self._hub()
-            try:
-                found = await hub.store.after(room, since or 0, limit, first=since is not None)
-            except hub.writer.sequencer.expected:  # the store is away (Redis down): try again later
-                raise HTTPException(503, "the chat history cannot be read right now") from None
+            with self.history_read():
+                found = await self._hub().store.after(room, since or 0, limit, first=since is not None)
             return {"room": room, "messages": [m.payload() for m in found]}
 
         @router.get("/api/activity", tags=["chat"], dependencies=guarded,
@@ -247,10 +261,8 @@ class ChatServer:
         async def activity() -> dict[str, Any]:
             if self.activity is None:
                 raise HTTPException(503, "chat server is not running")
-            try:
+            with self.history_read():
                 return (await self.activity.snapshot()).as_json()
-            except self._hub().writer.sequencer.expected:  # the store is away (Redis down)
-                raise HTTPException(503, "the chat history cannot be read right now") from None
 
         @router.get("/api/me", tags=["chat"], summary="The logged-in user (the chat name) and the page's /ws ticket")
         async def me(request: Request) -> dict[str, Optional[str]]:
