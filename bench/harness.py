@@ -146,6 +146,20 @@ def server_sockets(port: int) -> tuple[int, int, int]:
     return n, total, biggest
 
 
+def listen_overflows() -> int:
+    """The kernel's count of connections dropped because a listen queue was full (TcpExt
+    ListenOverflows in /proc/net/netstat, machine-wide): a server too busy to accept."""
+    try:
+        with open("/proc/net/netstat") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return 0
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            return int(dict(zip(names.split(), values.split(), strict=True))["ListenOverflows"])
+    return 0
+
+
 def established(port: int) -> int:
     return server_sockets(port)[0]
 
@@ -242,10 +256,51 @@ def server_cmd(name: str, port: int, tmp: Path, max_seconds: float, redis_url: s
     ]
 
 
+def start_redis(cpus: str, tmp: Path, log) -> tuple[subprocess.Popen, str]:
+    """A redis-server on a free port as docs/deploy.md configures one (append-only file,
+    `appendfsync everysec`, no snapshots), pinned to `cpus`; returns it and its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        pinned(
+            cpus,
+            [
+                "redis-server",
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "everysec",
+                "--dir",
+                str(tmp),
+                "--appendfilename",
+                f"chat-{port}.aof",
+                "--appenddirname",
+                f"aof-{port}",
+            ],
+        ),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    wait_port(port, 30, proc)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
 class Server:
-    def __init__(self, name: str, cpus: str, tmp: Path, max_seconds: float = 1800) -> None:
+    """The server under test: one process, or with `processes` > 1 (Redis engines only) that many
+    processes on one redis-server, each on its own port: one chat, as docs/deploy.md runs it."""
+
+    def __init__(self, name: str, cpus: str, tmp: Path, max_seconds: float = 1800, processes: int = 1) -> None:
+        if processes > 1 and name not in ENGINES:
+            raise ValueError(f"{name}: several processes need the Redis engine (one SQLite file is one process)")
         self.name = name
-        self.port = free_port()
+        self.ports = [free_port() for _ in range(processes)]
+        self.port = self.ports[0]
         self.tmp = tmp
         self.log_path = tmp / f"{name}-{self.port}.log"
         env = dict(os.environ, **APP_ENV, PYTHONUNBUFFERED="1")
@@ -253,64 +308,57 @@ class Server:
         env["PYTHONPATH"] = str(where) + os.pathsep + env.get("PYTHONPATH", "")
         self.log = open(self.log_path, "wb")
         self.redis: subprocess.Popen | None = None
-        redis_url = ""
-        if name in ENGINES:  # its own redis-server, on the server's CPUs (its CPU is counted apart)
-            redis_port = free_port()
-            self.redis = subprocess.Popen(
-                pinned(
-                    cpus,
-                    [
-                        "redis-server",
-                        "--port",
-                        str(redis_port),
-                        "--bind",
-                        "127.0.0.1",
-                        "--save",
-                        "",
-                        "--appendonly",
-                        "yes",
-                        "--appendfsync",
-                        "everysec",
-                        "--dir",
-                        str(tmp),
-                    ],
-                ),
-                stdin=subprocess.DEVNULL,
-                stdout=self.log,
-                stderr=subprocess.STDOUT,
-            )
-            wait_port(redis_port, 30, self.redis)
-            redis_url = f"redis://127.0.0.1:{redis_port}/0"
-        self.proc = subprocess.Popen(
-            pinned(cpus, server_cmd(name, self.port, tmp, max_seconds, redis_url)),
-            cwd=where,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        self.pid = self.proc.pid
+        self.procs: list[subprocess.Popen] = []
+        self.redis_url = ""
         try:
-            wait_port(self.port, 90, self.proc)
+            if name in ENGINES:  # its own redis-server, on the server's CPUs (its CPU is counted apart)
+                self.redis, self.redis_url = start_redis(cpus, tmp, self.log)
+            for port in self.ports:
+                self.procs.append(
+                    subprocess.Popen(
+                        pinned(cpus, server_cmd(name, port, tmp, max_seconds, self.redis_url)),
+                        cwd=where,
+                        env=env,
+                        stdin=subprocess.DEVNULL,
+                        stdout=self.log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+            for port, proc in zip(self.ports, self.procs, strict=True):
+                wait_port(port, 90, proc)
         except Exception:
             self.stop()
             raise RuntimeError(f"{name}: could not start; log tail:\n{self.log_tail()}") from None
+        self.proc = self.procs[0]
+        self.pid = self.proc.pid
         # imports settle, lazy allocations happen; gradio_app.py puts the chat's WebSocket
         # layer in place just after Gradio's launch returns, a moment after the port opens
         time.sleep(3.0 if name == "gradio" else 0.3)
 
     def alive(self) -> bool:
-        return self.proc.poll() is None
+        return all(p.poll() is None for p in self.procs)
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        """CPU seconds of all the server's processes (not the redis-server: see redis_cpu)."""
+        return sum(cpu_seconds(p.pid) for p in self.procs)
 
     def redis_cpu(self) -> float:
-        """The redis-server's CPU seconds (nan without one)."""
-        return cpu_seconds(self.redis.pid) if self.redis is not None else float("nan")
+        """The redis-server's CPU seconds (nan without one): from its own INFO, to the microsecond
+        (/proc counts in 10 ms ticks, too coarse for a few messages)."""
+        if self.redis is None:
+            return float("nan")
+        import redis  # the app's own client library
+
+        with redis.Redis.from_url(self.redis_url) as r:
+            info = r.info("cpu")
+        return float(info["used_cpu_sys"]) + float(info["used_cpu_user"])
 
     def rss(self) -> int:
-        return rss_kb(self.pid)
+        return sum(rss_kb(p.pid) for p in self.procs)
+
+    def established(self) -> list[int]:
+        """Established connections on each process's port."""
+        return [established(port) for port in self.ports]
 
     def log_tail(self, n: int = 15) -> str:
         try:
@@ -319,13 +367,15 @@ class Server:
             return ""
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs:
             try:
-                self.proc.wait(5)
+                proc.wait(5)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+                proc.kill()
+                proc.wait(5)
         if self.redis is not None and self.redis.poll() is None:
             self.redis.terminate()
             self.redis.wait(10)
@@ -401,10 +451,6 @@ class Worker:
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
-
-    def redis_cpu(self) -> float:
-        """The redis-server's CPU seconds (nan without one)."""
-        return cpu_seconds(self.redis.pid) if self.redis is not None else float("nan")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -144,7 +144,8 @@ class Client(asyncio.Protocol):
         self.state = CLOSED
         self.w.closed += 1
         if prev in (CONNECTING, HANDSHAKE, JOINING):
-            self._fail("closed before welcome" + (f" ({self.close_code})" if self.close_code else ""))
+            where = "in the handshake" if prev < JOINING else "after join"
+            self._fail(f"closed {where}, before welcome" + (f" ({self.close_code})" if self.close_code else ""))
         elif self.close_code is None and prev != CLOSING:
             self.w.close_codes["no close frame"] += 1
 

@@ -13,6 +13,7 @@ from harness import ENGINES, LABELS, REFERENCE
 BLOCKS = {  # the generated parts of docs/benchmarks.md
     "bench": ("<!-- bench:begin (written by `python bench/run.py --md`) -->", "<!-- bench:end -->"),
     "ablation": ("<!-- ablation:begin (written by `python bench/run.py --ablation --md`) -->", "<!-- ablation:end -->"),
+    "scale-out": ("<!-- scale-out:begin (written by `python bench/scale_out.py --md`) -->", "<!-- scale-out:end -->"),
 }
 
 

@@ -10,7 +10,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import Load, Server, Window, analyse, established, ms_stats, now_ns, server_sockets, sleep_until
+from harness import (
+    Load,
+    Server,
+    Window,
+    analyse,
+    established,
+    listen_overflows,
+    ms_stats,
+    now_ns,
+    server_sockets,
+    sleep_until,
+)
 
 PER_WORKER = 5000  # clients per load-generator process (ulimit -n is 20,000; stay well below)
 SEC = 1_000_000_000
@@ -92,17 +103,19 @@ class Ctx:
 
 
 def _connect(load: Load, ctx: Ctx, group: str, prefix: str, count: int, rate: float, timeout: float, **kw) -> dict:
-    """Split `count` clients over the workers; merge their answers."""
+    """Split `count` clients over the workers, worker i on the server's process i mod the
+    processes (clients spread evenly over several processes); merge their answers."""
     n = len(load.workers)
+    ports = ctx.server.ports
     shares = [count // n + (1 if i < count % n else 0) for i in range(n)]
     ids, start = [], 0
-    for w, share in zip(load.workers, shares, strict=True):
+    for i, (w, share) in enumerate(zip(load.workers, shares, strict=True)):
         ids.append(
             w.submit(
                 "connect",
                 group=group,
                 host="127.0.0.1",
-                port=ctx.server.port,
+                port=ports[i % len(ports)],
                 room=ctx.room,
                 prefix=prefix,
                 start=start,
@@ -336,12 +349,13 @@ def saturation(ctx: Ctx) -> dict:
 def crowd(ctx: Ctx) -> dict:
     cfg = ctx.cfg
     n = cfg.crowd
-    load = Load(max(2, math.ceil(n / PER_WORKER)), ctx.cpus)
+    procs = len(ctx.server.ports)  # at least one worker per server process, each on one of them
+    load = Load(procs * max(1, math.ceil(n / PER_WORKER / procs), math.ceil(2 / procs)), ctx.cpus)
     try:
-        rss0, c0, g0 = ctx.server.rss(), ctx.server.cpu(), load.cpu()
-        t0 = now_ns()
+        rss0, c0, g0, r0 = ctx.server.rss(), ctx.server.cpu(), load.cpu(), ctx.server.redis_cpu()
+        o0, t0 = listen_overflows(), now_ns()
         j = _connect(load, ctx, "room", "c", n, cfg.crowd_join_rate, cfg.crowd_timeout)
-        c1, g1, t1 = ctx.server.cpu(), load.cpu(), now_ns()
+        c1, g1, t1, r1 = ctx.server.cpu(), load.cpu(), now_ns(), ctx.server.redis_cpu()
         join_s = (j["last_welcome"] - j["first_connect"]) / 1e9 if j["joined"] else float("nan")
         time.sleep(cfg.crowd_settle)
         rss1 = ctx.server.rss()
@@ -355,8 +369,11 @@ def crowd(ctx: Ctx) -> dict:
             "joined_in_time": j["joined"] == n and join_s <= cfg.crowd_deadline,
             "rss_per_conn_kb": (rss1 - rss0) / max(1, j["joined"]),
             "rss_mb": rss1 / 1024,
-            "server_conns": established(ctx.server.port),
+            "server_conns": sum(ctx.server.established()),
+            "server_conns_each": ctx.server.established(),
             "join_cpu_us_per_join": 1e6 * (c1 - c0) / max(1, j["joined"]),
+            "redis_cpu_us_per_join": 1e6 * (r1 - r0) / max(1, j["joined"]),  # nan without Redis
+            "listen_overflows": listen_overflows() - o0,  # connections the kernel dropped: server too slow to accept
             "gen_cpu_pct_joining": 100 * (g1 - g0) / ((t1 - t0) / 1e9),
         }
         if not j["joined"]:
@@ -365,14 +382,16 @@ def crowd(ctx: Ctx) -> dict:
         w0 = load.workers[0]
         start = now_ns() + SEC // 5
         m = cfg.crowd_messages
-        c0, g0 = ctx.server.cpu(), load.cpu()
+        c0, g0, r0, t0 = ctx.server.cpu(), load.cpu(), ctx.server.redis_cpu(), now_ns()
         sent = w0.call("send", m + 30, group="room", senders=1, rate=1.0, start_ns=start, count=m)
         _drain(load, sent["sent"] * j["joined"], cfg.drain + 5)
-        c1, g1 = ctx.server.cpu(), load.cpu()
+        c1, g1, r1, t1 = ctx.server.cpu(), load.cpu(), ctx.server.redis_cpu(), now_ns()
         recs = load.collect(ctx.tmp, ctx.tag)
         r = analyse(recs, start, start + m * SEC, j["joined"])
         res.update({k: r[k] for k in ("sent", "expected", "received", "lost", "p50_ms", "p99_ms", "max_ms")})
         res["cpu_us_per_delivery"] = 1e6 * (c1 - c0) / max(1, r["received"])
+        # a few messages cost Redis less than its own idle housekeeping: a share of a CPU, not per message
+        res["redis_cpu_pct_messages"] = 100 * (r1 - r0) / ((t1 - t0) / 1e9)  # nan without Redis
         res["errors"] = _errors(load)
         return res
     finally:
