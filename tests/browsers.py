@@ -33,6 +33,7 @@ CHROMIUM_ARGS = [
 ARTIFACTS = ROOT / "tests" / "artifacts"
 GRADIO_CDN = "https://gradio.s3-us-west-2.amazonaws.com/"
 WAIT = 20_000  # ms: a page waiting on the server
+MESSAGES = '[data-testid="chat-messages"]'  # the widget's message list
 
 
 try:
@@ -50,15 +51,23 @@ __all__ = [
     "CHROMIUM_ARGS",
     "GRADIO_CDN",
     "IMPORT_ERROR",
+    "MESSAGES",
     "WAIT",
     "Browser",
     "BrowserContext",
     "Page",
     "People",
     "expect",
+    "expect_message",
+    "expect_state",
+    "expect_users",
+    "join",
+    "messages",
     "missing",
+    "say",
     "serve_gradio_cdn_locally",
     "sync_playwright",
+    "users",
 ]
 
 
@@ -159,3 +168,55 @@ class StaticSite:
 
     def close(self) -> None:
         self.httpd.shutdown()
+
+
+# --- acting like a person on the chat widget ----------------------------------
+
+
+def join(page: Page, name: str, room: str = "lobby") -> None:
+    page.get_by_test_id("chat-name").fill(name)
+    if room != "lobby":
+        page.locator('[data-role="new-room"] > summary').click()
+        page.get_by_test_id("chat-new-room").fill(room)
+        page.get_by_test_id("chat-create-room").click()
+    page.get_by_test_id("chat-join").click()
+    expect_state(page, "connected")
+    expect(page.get_by_test_id("chat-status")).to_contain_text(f"#{room}")
+
+
+def say(page: Page, text: str) -> None:
+    box = page.get_by_test_id("chat-input")
+    expect(box).to_be_enabled()
+    box.fill(text)
+    box.press("Enter")
+    expect(box).to_have_value("")
+
+
+def expect_state(page: Page, state: str, timeout: int = WAIT) -> None:
+    expect(page.get_by_test_id("chat-status")).to_have_attribute("data-state", state, timeout=timeout)
+
+
+def expect_message(page: Page, text: str, count: int = 1, timeout: int = WAIT) -> None:
+    items = page.locator(f"{MESSAGES} li[data-id] .chat-text").filter(has_text=re.compile(re.escape(text)))
+    expect(items).to_have_count(count, timeout=timeout)
+
+
+def messages(page: Page) -> list[tuple[int, str, str]]:
+    """(id, author, text) of every message in the list, top to bottom."""
+    return [
+        tuple(row)
+        for row in page.eval_on_selector_all(
+            f"{MESSAGES} li[data-id]",
+            "els => els.map(e => [Number(e.dataset.id), e.querySelector('.chat-author').textContent,"
+            " e.querySelector('.chat-text').textContent])",
+        )
+    ]
+
+
+def users(page: Page) -> list[str]:
+    return page.eval_on_selector_all('[data-testid="chat-users"] li[data-user]', "els => els.map(e => e.dataset.user)")
+
+
+def expect_users(page: Page, names: list[str], timeout: int = WAIT) -> None:
+    expect(page.locator('[data-testid="chat-users"] li[data-user]')).to_have_count(len(names), timeout=timeout)
+    assert users(page) == names

@@ -9,11 +9,10 @@ from contextlib import asynccontextmanager
 import httpx
 import pytest
 
-from browsers import expect
+from browsers import MESSAGES, expect, join, say
 from chat_core.bot import Bot
 from chat_core.client import ChatClient, ChatError, Message
 from servers import ServerProcess
-from test_browser_chat import MESSAGES, join, say
 from wsclient import Client
 
 

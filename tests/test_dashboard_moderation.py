@@ -8,9 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from browsers import People, expect
+from browsers import MESSAGES, People, expect, expect_message, expect_state, join, say
 from servers import ServerProcess
-from test_browser_chat import MESSAGES, expect_message, expect_state, join, say
 from test_gradio_app import start_server
 from test_gradio_security import log_in
 

@@ -8,7 +8,7 @@
 - Spaces: bind address and /data storage;
 - the widget markup, the README front matter, Python 3.10 syntax.
 
-The server helpers here are used by test_browser_chat.py too.
+The server helpers here are used by the browser tests too (test_browser_chat.py, test_browser_servers.py, ...).
 """
 
 from __future__ import annotations

@@ -23,9 +23,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from browsers import People, StaticSite
+from browsers import People, StaticSite, expect_message, expect_state, join, say
 from servers import ROOT, free_port
-from test_browser_chat import expect_state
 from test_gradio_app import readme_uvicorn_flags, start_server, uvicorn_command
 from test_gradio_security import log_in, run
 from wsclient import fragmented_close_code
@@ -205,7 +204,6 @@ def test_gradio_still_builds_its_uvicorn_config_the_way_chat_uvicorn_expects() -
 def test_one_message_cannot_reorder_the_page(tmp_path: Path, people: People) -> None:
     """A U+202E (right-to-left override) in one message stays inside it: every name
     and text is its own bidi island, and the next message reads left to right."""
-    from test_browser_chat import expect_message, join, say
 
     srv = start_server(tmp_path)
     try:

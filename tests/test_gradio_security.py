@@ -19,9 +19,8 @@ from pathlib import Path
 import pytest
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from browsers import People, StaticSite, expect
+from browsers import People, StaticSite, expect, expect_message, expect_state, say
 from servers import ServerProcess
-from test_browser_chat import expect_message, expect_state, say
 from test_gradio_app import start_server
 from wsclient import Client
 
