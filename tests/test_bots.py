@@ -224,3 +224,32 @@ def test_a_bot_inside_the_app_answers_with_a_badge_and_a_bad_bot_stops_the_start
         timeout=60,
     )
     assert bad.returncode != 0 and "--bot 'bots.nope:bot'" in bad.stderr
+
+
+def test_guessing_a_bot_key_over_new_connections_is_stopped_per_address(tmp_path):
+    """A guesser who opens a new connection for every try gains nothing: after 5 wrong keys
+    from one address in a minute the next tries are answered `rate_limited` unread, the right
+    key too; another address (through the trusted proxy) still gets the bot in with its key."""
+    env = {"CHAT_BOT_KEYS": f"dice={DICE_KEY}"}
+    with ServerProcess(["--trust-proxy", "1"], env=env, log_path=tmp_path / "server.log") as srv:
+
+        async def try_key(key: str, address: str) -> str:
+            """A fresh connection from ``address`` joining as dice with ``key``: the answer's code."""
+            client = await Client.open(srv.ws_url, additional_headers={"X-Forwarded-For": address})
+            try:
+                await client.send({"type": "join", "payload": {"user": "dice", "bot_key": key}})
+                frame = await client.recv_type("error") if key != DICE_KEY else await client.recv()
+                return frame.get("code") or frame["type"]
+            finally:
+                await client.close()
+
+        async def go() -> list[str]:
+            guesser = [await try_key(f"guess-{i:02d}-0123456789abcdef", "10.0.0.66") for i in range(7)]
+            guesser.append(await try_key(DICE_KEY, "10.0.0.66"))  # lucky at last: refused all the same
+            guesser.append(await try_key(DICE_KEY, "10.0.0.7"))  # the bot's own machine
+            return guesser
+
+        answers = run(go())
+        assert answers[:5] == ["bad_bot_key"] * 5
+        assert answers[5:8] == ["rate_limited"] * 3
+        assert answers[8] == "welcome"

@@ -32,6 +32,13 @@ from wsclient import fragmented_close_code
 pytestmark = [pytest.mark.timeout(240)]
 
 
+READ_PATHS = [  # what a logged-in user may read: the history, and the History tab's search and export
+    "/api/rooms/lobby/messages",
+    "/api/rooms/lobby/search?q=secret",
+    "/api/rooms/lobby/export?format=jsonl",
+]
+
+
 def other_site(root: Path, chat_port: int) -> tuple[StaticSite, str]:
     """A page on another origin that tries, with the visitor's cookies, to read the
     chat's API and to open its socket."""
@@ -40,8 +47,11 @@ def other_site(root: Path, chat_port: int) -> tuple[StaticSite, str]:
         "index.html",
         f"""<!doctype html><title>another app</title><script>
 window.api = "pending"; window.socket = "pending";
-fetch("http://127.0.0.1:{chat_port}/api/rooms/lobby/messages", {{credentials: "include"}})
-  .then(r => r.text()).then(t => {{ window.api = "read:" + t; }}, e => {{ window.api = "blocked"; }});
+const reads = {{}};  // path -> "read:<body>" or "blocked", for the history, its search and its export
+Promise.all({json.dumps(READ_PATHS)}.map(path =>
+  fetch("http://127.0.0.1:{chat_port}" + path, {{credentials: "include"}})
+    .then(r => r.text()).then(t => {{ reads[path] = "read:" + t; }}, e => {{ reads[path] = "blocked"; }})
+)).then(() => {{ window.api = reads; }});
 const ws = new WebSocket("ws://127.0.0.1:{chat_port}/ws");
 ws.onmessage = (e) => {{ window.socket = "frame:" + e.data; }};
 ws.onopen = () => ws.send(JSON.stringify({{type: "join", payload: {{user: "x"}}}}));
@@ -52,18 +62,26 @@ ws.onerror = () => {{ if (window.socket === "pending") window.socket = "refused"
 
 def test_another_apps_page_cannot_act_or_read_as_the_logged_in_user(tmp_path: Path, people: People) -> None:
     """Before: Gradio's CORS layer answered the chat's API with Access-Control-Allow-Origin
-    for this page and Allow-Credentials, so it read the protected history."""
+    for this page and Allow-Credentials, so it read the protected history. Now neither the
+    history nor the History tab's search and export answer another site's page."""
     srv = start_server(tmp_path, args=("--auth", "ann:pw-ann"))
     site = None
     try:
         ann = log_in(people, srv.url, "ann", "pw-ann")
         expect_state(ann, "connected")  # her own page, with its ticket, chats
+        say(ann, "the secret plan")
+        expect_message(ann, "the secret plan")
         site, url = other_site(tmp_path / "site", srv.port)
         page = ann.context.new_page()  # the same browser context: ann's cookies
         page.goto(url)
         page.wait_for_function("window.api !== 'pending' && window.socket !== 'pending'", timeout=20_000)
-        assert page.evaluate("window.api") == "blocked"  # no Access-Control-Allow-Origin for it
+        # no Access-Control-Allow-Origin for it: the history, its search and its export stay unread
+        assert page.evaluate("window.api") == dict.fromkeys(READ_PATHS, "blocked")
         assert page.evaluate("window.socket") == "refused"
+        # while ann's own page (her origin, her cookie) reads each of them, the secret message too
+        for path in READ_PATHS:
+            status, text = ann.evaluate("p => fetch(p).then(async r => [r.status, await r.text()])", path)
+            assert status == 200 and "the secret plan" in text, (path, status, text[:200])
     finally:
         if site is not None:
             site.close()
