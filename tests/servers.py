@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -48,6 +49,14 @@ class ServerProcess:
         # Abuse limits are off unless a test sets them: most tests send in bursts on purpose.
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **NO_LIMITS, **(env or {})}
         self.command = list(command) if command else [sys.executable, "-m", "chat_core"]
+        if (
+            not command
+            and not {"--db", "--redis-url"} & set(self.args)
+            and not {"CHAT_DB", "CHAT_REDIS_URL"} & set(self.env)
+        ):
+            # never the checkout's chat.db: tests run side by side (pytest-xdist), and one file is one server;
+            # a folder of its own, kept across restarts of this server
+            self.args += ["--db", str(Path(tempfile.mkdtemp(prefix="chat-test-")) / "chat.db")]
         self.log_path = log_path
         self.preexec_fn = preexec_fn  # run in the child before the server starts (resource limits)
         self.proc: Optional[subprocess.Popen] = None
