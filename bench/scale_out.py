@@ -100,17 +100,10 @@ def table(results: dict) -> str:
     runs = results["runs"]
 
     def m(key: str, k: str) -> float:
-        return report.med(r[key].get(k, float("nan")) for r in runs if "error" not in r[key])
+        return report.metric(results, "crowd", key, k)
 
     def ratio(key: str, k: str) -> float:
-        out = []
-        for r in runs:
-            if ref not in r:
-                continue
-            x, y = r[key].get(k), r[ref].get(k)
-            if "error" not in r[key] and isinstance(x, (int, float)) and isinstance(y, (int, float)) and y:
-                out.append(x / y)
-        return report.med(out)
+        return report.ratio(results, "crowd", key, k, ref)
 
     f = report.f
     cfg = meta["config"]
@@ -129,7 +122,7 @@ def table(results: dict) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in ss:
-        ok = [r[s.key] for r in runs if "error" not in r[s.key]]
+        ok = report.per_run(results, "crowd", s.key)
         each = ok[-1].get("server_conns_each", []) if ok else []
         lost = max((r.get("lost", 0) for r in ok), default=float("nan"))
         joined = min((r.get("joined", 0) for r in ok), default=float("nan"))
@@ -144,11 +137,14 @@ def table(results: dict) -> str:
             f"| {f(m(s.key, 'redis_cpu_pct_messages'), 1)} |"
         )
     errors = [
-        f"run {i + 1}, {k}: {r[k]['error'].splitlines()[0]}" for i, r in enumerate(runs) for k in r if "error" in r[k]
+        f"run {i + 1}, {k}: {res['error'].splitlines()[0]}"
+        for i, r in enumerate(runs)
+        for k, res in r["crowd"].items()
+        if "error" in res
     ]
     if errors:
         lines += ["", "Failed measurements: " + "; ".join(errors)]
-    bg = [r[k].get("background_cpu_pct") for r in runs for k in r]
+    bg = [res.get("background_cpu_pct") for r in runs for res in r["crowd"].values()]
     lines += ["", f"Other programs on the machine before each measurement: median {f(report.med(bg), 0)}% of one CPU."]
     return "\n".join(lines)
 
@@ -219,7 +215,7 @@ def main() -> int:
                 for s in ss[run % len(ss) :] + ss[: run % len(ss)]:  # rotate who goes first
                     c = dataclasses.replace(cfg, crowd=round(crowd * s.share))
                     out[s.key] = measure(s, c, plan, tmp, run, 2.0 if a.quick else a.quiet_wait)
-                results["runs"].append(out)
+                results["runs"].append({"crowd": out})  # as bench/run.py keeps them: report.py reads both
         finally:
             signal.alarm(0)
             shutil.rmtree(tmp, ignore_errors=True)
@@ -231,7 +227,7 @@ def main() -> int:
     if a.md:
         report.write_md(a.md, body, BLOCK)
         print(f"wrote {a.md}", file=sys.stderr)
-    failed = any("error" in r[k] for r in results["runs"] for k in r)
+    failed = any("error" in res for r in results["runs"] for res in r["crowd"].values())
     return 1 if failed else 0
 
 

@@ -350,7 +350,7 @@ def crowd(ctx: Ctx) -> dict:
     cfg = ctx.cfg
     n = cfg.crowd
     procs = len(ctx.server.ports)  # at least one worker per server process, each on one of them
-    load = Load(procs * max(1, math.ceil(n / PER_WORKER / procs), math.ceil(2 / procs)), ctx.cpus)
+    load = Load(procs * max(math.ceil(n / PER_WORKER / procs), math.ceil(2 / procs)), ctx.cpus)
     try:
         rss0, c0, g0, r0 = ctx.server.rss(), ctx.server.cpu(), load.cpu(), ctx.server.redis_cpu()
         o0, t0 = listen_overflows(), now_ns()
@@ -358,7 +358,7 @@ def crowd(ctx: Ctx) -> dict:
         c1, g1, t1, r1 = ctx.server.cpu(), load.cpu(), now_ns(), ctx.server.redis_cpu()
         join_s = (j["last_welcome"] - j["first_connect"]) / 1e9 if j["joined"] else float("nan")
         time.sleep(cfg.crowd_settle)
-        rss1 = ctx.server.rss()
+        rss1, each = ctx.server.rss(), ctx.server.established()
         res = {
             "clients": n,
             "joined": j["joined"],
@@ -369,8 +369,8 @@ def crowd(ctx: Ctx) -> dict:
             "joined_in_time": j["joined"] == n and join_s <= cfg.crowd_deadline,
             "rss_per_conn_kb": (rss1 - rss0) / max(1, j["joined"]),
             "rss_mb": rss1 / 1024,
-            "server_conns": sum(ctx.server.established()),
-            "server_conns_each": ctx.server.established(),
+            "server_conns": sum(each),
+            "server_conns_each": each,
             "join_cpu_us_per_join": 1e6 * (c1 - c0) / max(1, j["joined"]),
             "redis_cpu_us_per_join": 1e6 * (r1 - r0) / max(1, j["joined"]),  # nan without Redis
             "listen_overflows": listen_overflows() - o0,  # connections the kernel dropped: server too slow to accept

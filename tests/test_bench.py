@@ -44,7 +44,7 @@ def test_quick_scale_out_spreads_one_room_over_two_processes(tmp_path, redis_ser
     (`redis_server` only for its check that redis-server exists: the script starts its own.)"""
     out = tmp_path / "s.json"
     done = bench("scale_out.py", out, 180)
-    cluster = json.loads(out.read_text())["runs"][0]["redis-2"]
+    cluster = json.loads(out.read_text())["runs"][0]["crowd"]["redis-2"]
     assert cluster["joined"] == 400 and cluster["server_conns_each"] == [200, 200]
     assert cluster["lost"] == 0 and cluster["received"] == cluster["expected"] == 3 * 400
     assert "2 processes, Redis" in done.stdout
