@@ -97,3 +97,41 @@ def pytest_configure(config):
     config.addinivalue_line("markers", "soak: long-running soak test (run in CI)")
     config.addinivalue_line("markers", "browser: drives Chromium through Playwright")
     config.addinivalue_line("markers", "redis: needs a redis-server binary")
+
+
+# Test files by how long they take alone (seconds of wall time, `-n 0`, measured on the 2-core machine
+# at 763d69c), longest first. Under `--dist loadfile` a worker takes whole files in the order they are
+# collected (pyproject's `--no-loadscope-reorder` keeps that order: xdist's own sorts by test count,
+# which put the few long tests of bench, the browser servers and the soak last and left the two cores
+# half idle for the suite's last ~50 s). Starting the long files first lets the short ones fill in.
+LONGEST_FIRST = [
+    "test_browser_servers.py",  # 66
+    "test_bench.py",  # 66
+    "test_redis.py",  # 57
+    "test_browser_chat.py",  # 49
+    "test_soak.py",  # 45
+    "test_gradio_attacks.py",  # 42
+    "test_activity.py",  # 40
+    "test_bots.py",  # 33
+    "test_ws_server.py",  # 30
+    "test_attacks.py",  # 27
+    "test_dashboard_moderation.py",  # 26
+    "test_moderation.py",  # 24
+    "test_gradio_app.py",  # 24
+    "test_sending.py",  # 23
+    "test_gradio_security.py",  # 20
+    "test_fuzz.py",  # 19
+    "test_security.py",  # 18
+    "test_slowloris.py",  # 15
+    "test_history.py",  # 15
+    "test_promises.py",  # 13
+    "test_client.py",  # 12
+    "test_changes.py",  # 11
+]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The long files first (LONGEST_FIRST), then the rest in their usual order; within a file,
+    the tests keep theirs."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
