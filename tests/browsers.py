@@ -9,6 +9,7 @@ fail (tests/ci.py).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import threading
@@ -131,9 +132,9 @@ class People:
 def serve_gradio_cdn_locally(context: BrowserContext) -> None:
     """Share pages load Gradio's frontend from its CDN; there is no internet here,
     so answer those requests from the installed package's copy of the same files."""
-    import gradio
-
-    frontend = Path(gradio.__file__).parent / "templates" / "frontend"
+    spec = importlib.util.find_spec("gradio")  # where it is installed, without the seconds of importing it
+    assert spec is not None and spec.origin is not None
+    frontend = Path(spec.origin).parent / "templates" / "frontend"
 
     def handle(route) -> None:
         rel = re.sub(r"^\d+\.\d+\.\d+/", "", route.request.url.split("?", 1)[0][len(GRADIO_CDN) :])

@@ -16,6 +16,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -224,19 +225,33 @@ def test_tokens_expire(tmp_path: Path) -> None:
         run(go())
 
 
-@pytest.mark.parametrize("lookalike", ["аlice", "ＡＬＩＣＥ", "alice\u0301", "AIice", "a1ice"])
-def test_look_alike_names_are_the_same_name(tmp_path: Path, lookalike: str) -> None:
-    srv = ServerProcess(["--db", str(tmp_path / "s.db")], log_path=tmp_path / "s.log")
+@pytest.fixture(scope="module")
+def names_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """One server for the name checks below: each takes names no other one takes."""
+    tmp = tmp_path_factory.mktemp("names")
+    with ServerProcess(["--db", str(tmp / "s.db")], log_path=tmp / "s.log") as srv:
+        yield srv
 
-    async def go():
-        a = await Client.open(srv.ws_url)
+
+LOOKALIKES = ["аlice", "ＡＬＩＣＥ", "alice\u0301", "AIice", "a1ice"]
+
+
+def test_look_alike_names_are_the_same_name(names_server: ServerProcess) -> None:
+    """While alice is here, each of her look-alikes is refused as taken."""
+
+    async def go() -> dict[str, str]:
+        a = await Client.open(names_server.ws_url)
         await a.join("alice")
-        b = await Client.open(srv.ws_url)
-        await b.send({"type": "join", "payload": {"user": lookalike}})
-        return (await b.recv())["code"]
+        codes = {}
+        for lookalike in LOOKALIKES:
+            b = await Client.open(names_server.ws_url)
+            await b.send({"type": "join", "payload": {"user": lookalike}})
+            codes[lookalike] = (await b.recv())["code"]
+            await b.close()
+        await a.close()
+        return codes
 
-    with srv:
-        assert run(go()) == "name_taken"
+    assert run(go()) == dict.fromkeys(LOOKALIKES, "name_taken")
 
 
 @pytest.mark.parametrize(
@@ -251,21 +266,21 @@ def test_look_alike_names_are_the_same_name(tmp_path: Path, lookalike: str) -> N
         ("李小龍", None),
     ],
 )
-def test_invisible_and_monstrous_names_are_refused_and_emoji_names_accepted(tmp_path: Path, name, code) -> None:
-    srv = ServerProcess(["--db", str(tmp_path / "s.db")], log_path=tmp_path / "s.log")
-
+def test_invisible_and_monstrous_names_are_refused_and_emoji_names_accepted(
+    names_server: ServerProcess, name, code
+) -> None:
     async def go():
-        c = await Client.open(srv.ws_url)
+        c = await Client.open(names_server.ws_url)
         await c.send({"type": "join", "payload": {"user": name}})
         frame = await c.recv_type("welcome") if code is None else await c.recv()
+        await c.close()
         return frame
 
-    with srv:
-        frame = run(go())
-        if code is None:
-            assert frame["payload"]["user"] == name
-        else:
-            assert frame["code"] == code
+    frame = run(go())
+    if code is None:
+        assert frame["payload"]["user"] == name
+    else:
+        assert frame["code"] == code
 
 
 def test_nul_in_a_message_is_refused(server: ServerProcess) -> None:

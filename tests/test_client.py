@@ -152,14 +152,16 @@ def tmux(*args):
     return subprocess.run(["tmux", *args], capture_output=True, text=True, timeout=10)
 
 
-def wait_pane(session, text, timeout=20.0):
+def wait_pane(session, *texts, timeout=20.0):
+    """The screen once every one of `texts` is on it at the same time (a capture taken
+    mid-redraw may hold only part of the screen)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pane = tmux("capture-pane", "-p", "-t", session).stdout
-        if text in pane:
+        if all(text in pane for text in texts):
             return pane
         time.sleep(0.1)
-    raise AssertionError(f"{text!r} not on the screen:\n{pane}")
+    raise AssertionError(f"{texts!r} not on the screen:\n{pane}")
 
 
 def test_the_terminal_chat_in_tmux_shows_incoming_while_a_line_is_half_typed(server, tmp_path):
@@ -175,8 +177,9 @@ def test_the_terminal_chat_in_tmux_shows_incoming_while_a_line_is_half_typed(ser
         tmux("send-keys", "-t", session, "-l", "half a li")
         wait_pane(session, "ann> half a li")
         send_message(server.url, "bob", "a message while ann types")
-        pane = wait_pane(session, "bob: a message while ann types")
-        assert "ann> half a li" in pane  # the line being typed is still whole, below
+        # the line being typed is still whole, below it
+        pane = wait_pane(session, "bob: a message while ann types", "ann> half a li")
+        assert pane.index("bob: a message while ann types") < pane.index("ann> half a li")
         tmux("send-keys", "-t", session, "-l", "ne")
         tmux("send-keys", "-t", session, "Enter")
         wait_pane(session, "ann: half a line")

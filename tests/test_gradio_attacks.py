@@ -17,6 +17,7 @@ import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from browsers import People, StaticSite, expect_message, expect_state, join, say
-from servers import ROOT, free_port
+from servers import ROOT, ServerProcess, free_port
 from test_gradio_app import readme_uvicorn_flags, start_server, uvicorn_command
 from test_gradio_security import log_in, run
 from wsclient import fragmented_close_code
@@ -166,18 +167,22 @@ def test_x_forwarded_for_from_loopback_does_not_dodge_the_address_cap(tmp_path: 
         srv.stop()
 
 
-def test_dns_rebinding_is_refused_for_gradio_pages_too(tmp_path: Path) -> None:
-    srv = start_server(tmp_path)
-    try:
-        for path in ("/", "/healthz", "/chat"):
-            req = urllib.request.Request(srv.url + path, headers={"Host": f"evil.test:{srv.port}"})
-            with pytest.raises(urllib.error.HTTPError) as info:
-                urllib.request.urlopen(req, timeout=10)
-            assert info.value.code == 400, path
-        with urllib.request.urlopen(f"http://localhost:{srv.port}/", timeout=10) as r:
-            assert r.status == 200
-    finally:
-        srv.stop()
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """`python gradio_app.py` as it starts by default, for the checks below that change nothing in it."""
+    srv = start_server(tmp_path_factory.mktemp("app"))
+    yield srv
+    srv.stop()
+
+
+def test_dns_rebinding_is_refused_for_gradio_pages_too(app: ServerProcess) -> None:
+    for path in ("/", "/healthz", "/chat"):
+        req = urllib.request.Request(app.url + path, headers={"Host": f"evil.test:{app.port}"})
+        with pytest.raises(urllib.error.HTTPError) as info:
+            urllib.request.urlopen(req, timeout=10)
+        assert info.value.code == 400, path
+    with urllib.request.urlopen(f"http://localhost:{app.port}/", timeout=10) as r:
+        assert r.status == 200
 
 
 @pytest.mark.parametrize("command", ["python", "uvicorn"])
@@ -200,41 +205,40 @@ def test_a_corrupt_database_stops_the_gradio_app_with_one_line(tmp_path: Path, c
     assert not any("Traceback" in line or "7861" in line for line in out), out
 
 
-def test_a_fragmented_message_over_max_frame_closes_with_1009_under_gradio(tmp_path: Path) -> None:
-    srv = start_server(tmp_path)
-    try:
-        assert run(fragmented_close_code(srv.ws_url)) == 1009
-    finally:
-        srv.stop()
+def test_a_fragmented_message_over_max_frame_closes_with_1009_under_gradio(app: ServerProcess) -> None:
+    assert run(fragmented_close_code(app.ws_url)) == 1009
 
 
 def test_gradio_still_builds_its_uvicorn_config_the_way_chat_uvicorn_expects() -> None:
     """gradio_app.chat_uvicorn replaces uvicorn.Config while demo.launch runs; it relies
     on Gradio's start_server building its server through `uvicorn.Config(app=...)`."""
-    import inspect
+    import ast
+    import importlib.util
 
-    from gradio import http_server
-
-    source = inspect.getsource(http_server.start_server)
+    spec = importlib.util.find_spec("gradio")  # where it is installed, without importing it here
+    assert spec is not None and spec.origin is not None
+    module_source = (Path(spec.origin).parent / "http_server.py").read_text()
+    (start_server_def,) = [
+        node
+        for node in ast.parse(module_source).body
+        if isinstance(node, ast.FunctionDef) and node.name == "start_server"
+    ]
+    source = ast.get_source_segment(module_source, start_server_def) or ""
     assert "uvicorn.Config(" in source and "app=app" in source
 
 
-def test_one_message_cannot_reorder_the_page(tmp_path: Path, people: People) -> None:
+def test_one_message_cannot_reorder_the_page(app: ServerProcess, people: People) -> None:
     """A U+202E (right-to-left override) in one message stays inside it: every name
     and text is its own bidi island, and the next message reads left to right."""
 
-    srv = start_server(tmp_path)
-    try:
-        page = people.open(srv.url + "/chat")
-        join(page, "bidi")
-        say(page, "abc \u202edef")
-        say(page, "after it")
-        expect_message(page, "after it")
-        styles = page.evaluate("""() => Array.from(document.querySelectorAll(
-            '[data-testid="chat-messages"] li[data-id] .chat-text, ' +
-            '[data-testid="chat-messages"] li[data-id] .chat-author'))
-            .map(el => [el.dir, getComputedStyle(el).unicodeBidi])""")
-        assert styles and all(s == ["auto", "isolate"] for s in styles), styles
-        people.shot(page, "bidi")
-    finally:
-        srv.stop()
+    page = people.open(app.url + "/chat")
+    join(page, "bidi")
+    say(page, "abc \u202edef")
+    say(page, "after it")
+    expect_message(page, "after it")
+    styles = page.evaluate("""() => Array.from(document.querySelectorAll(
+        '[data-testid="chat-messages"] li[data-id] .chat-text, ' +
+        '[data-testid="chat-messages"] li[data-id] .chat-author'))
+        .map(el => [el.dir, getComputedStyle(el).unicodeBidi])""")
+    assert styles and all(s == ["auto", "isolate"] for s in styles), styles
+    people.shot(page, "bidi")
