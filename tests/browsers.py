@@ -62,6 +62,7 @@ __all__ = [
     "expect_message",
     "expect_state",
     "expect_users",
+    "gradio_dir",
     "join",
     "messages",
     "missing",
@@ -129,12 +130,17 @@ class People:
             context.close()
 
 
+def gradio_dir() -> Path:
+    """Where the installed Gradio package is, found without the seconds of importing it."""
+    spec = importlib.util.find_spec("gradio")
+    assert spec is not None and spec.origin is not None, "gradio is not installed"
+    return Path(spec.origin).parent
+
+
 def serve_gradio_cdn_locally(context: BrowserContext) -> None:
     """Share pages load Gradio's frontend from its CDN; there is no internet here,
     so answer those requests from the installed package's copy of the same files."""
-    spec = importlib.util.find_spec("gradio")  # where it is installed, without the seconds of importing it
-    assert spec is not None and spec.origin is not None
-    frontend = Path(spec.origin).parent / "templates" / "frontend"
+    frontend = gradio_dir() / "templates" / "frontend"
 
     def handle(route) -> None:
         rel = re.sub(r"^\d+\.\d+\.\d+/", "", route.request.url.split("?", 1)[0][len(GRADIO_CDN) :])

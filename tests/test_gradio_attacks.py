@@ -24,7 +24,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from browsers import People, StaticSite, expect_message, expect_state, join, say
+from browsers import People, StaticSite, expect_message, expect_state, gradio_dir, join, say
 from servers import ROOT, ServerProcess, free_port
 from test_gradio_app import readme_uvicorn_flags, start_server, uvicorn_command
 from test_gradio_security import log_in, run
@@ -213,11 +213,8 @@ def test_gradio_still_builds_its_uvicorn_config_the_way_chat_uvicorn_expects() -
     """gradio_app.chat_uvicorn replaces uvicorn.Config while demo.launch runs; it relies
     on Gradio's start_server building its server through `uvicorn.Config(app=...)`."""
     import ast
-    import importlib.util
 
-    spec = importlib.util.find_spec("gradio")  # where it is installed, without importing it here
-    assert spec is not None and spec.origin is not None
-    module_source = (Path(spec.origin).parent / "http_server.py").read_text()
+    module_source = (gradio_dir() / "http_server.py").read_text()
     (start_server_def,) = [
         node
         for node in ast.parse(module_source).body

@@ -196,7 +196,8 @@ def chat_through(server: RedisServer, a_srv: ServerProcess, b_srv: ServerProcess
         for name, got in received.items():
             # A resend of a message already stored is answered to its sender alone with the
             # stored message (docs/protocol.md, `cid`), which may come before or after the
-            # broadcast of the first send: the one repeat allowed, and only of one's own.
+            # broadcast of the first send: repeats are allowed only of one's own messages,
+            # and each repeat must be the stored message itself.
             others = [m["id"] for m in got if not m["cid"].startswith(name)]
             assert others == sorted(set(others)), f"{name} saw another's message twice or out of order"
             first: dict[int, dict] = {}
