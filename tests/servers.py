@@ -67,6 +67,11 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def db(self) -> Optional[str]:
+        """The SQLite file given with ``--db``; None on Redis or without the flag."""
+        return self.args[self.args.index("--db") + 1] if "--db" in self.args else None
+
+    @property
     def ws_url(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws"
 

@@ -69,7 +69,7 @@ def test_the_author_edits_and_deletes_and_everyone_sees_it_live_in_history_and_i
             await c.close()
 
     run(go())
-    db = server.args[server.args.index("--db") + 1] if "--db" in server.args else None
+    db = server.db
     if db:  # no text anywhere, in the database itself
         with sqlite3.connect(db) as conn:
             rows = conn.execute("SELECT text FROM messages UNION ALL SELECT text FROM changes").fetchall()

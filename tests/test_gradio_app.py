@@ -545,7 +545,8 @@ def test_a_second_app_on_the_same_database_is_refused_by_name(both) -> None:
     """Gradio moves a second `python gradio_app.py` to the next free port; on the same
     chat.db it would reuse the first one's message ids, so it stops at once and says why."""
     launched, _ = both
-    db = launched.args[launched.args.index("--db") + 1]
+    db = launched.db
+    assert db is not None
     second = subprocess.run(
         [sys.executable, "gradio_app.py", "--db", db],
         cwd=ROOT,

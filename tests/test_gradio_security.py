@@ -201,7 +201,8 @@ def test_sigterm_under_gradio_closes_with_1001_and_exits_quickly(tmp_path: Path)
     finally:
         srv.stop()
     # what is on disk once the process is gone
-    with sqlite3.connect(srv.args[srv.args.index("--db") + 1]) as db:
+    assert srv.db is not None
+    with sqlite3.connect(srv.db) as db:
         stored = [text for (text,) in db.execute("SELECT text FROM messages WHERE room = 'lobby' ORDER BY id")]
     # Everything the server took in was written and echoed before it closed; what was
     # still on its way in when SIGTERM came was never accepted (the client resends it).
