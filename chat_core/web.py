@@ -136,7 +136,8 @@ class ChatServer:
         """Around an HTTP route's read of the history: the store away is a 503, to try again later."""
         try:
             yield
-        except self.store_errors:
+        except self.store_errors as exc:
+            log.warning("chat history: a read failed (%s: %s); answered 503", type(exc).__name__, exc)
             raise HTTPException(503, "the chat history cannot be read right now") from None
 
     # --- WebSocket ---------------------------------------------------------

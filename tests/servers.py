@@ -14,12 +14,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+import prefork
 from chat_core.settings import limits_off
 
 ROOT = Path(__file__).resolve().parent.parent
 # Abuse limits off, and names not reserved after their holder leaves: tests about
 # something else reconnect and send in bursts on purpose (the limit tests set their own).
 NO_LIMITS = limits_off()
+# Servers are forks of a process that has imported them (prefork.py); PREFORK=0 starts each the ordinary way.
+PREFORK = os.environ.get("PREFORK", "1") != "0"
 
 
 ADMIN_TOKEN = "moderator-token-0123456789"  # the --admin-token of the `mod` fixture (conftest.py)
@@ -59,7 +62,7 @@ class ServerProcess:
             self.args += ["--db", str(Path(tempfile.mkdtemp(prefix="chat-test-")) / "chat.db")]
         self.log_path = log_path
         self.preexec_fn = preexec_fn  # run in the child before the server starts (resource limits)
-        self.proc: Optional[subprocess.Popen] = None
+        self.proc: Optional[subprocess.Popen | prefork.Forked] = None
         self._log = None
 
     @property
@@ -76,15 +79,15 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}/ws"
 
     def start(self, timeout: float = 30.0, health: str = "/healthz") -> ServerProcess:
-        self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
-        self.proc = subprocess.Popen(
-            [*self.command, "--host", "127.0.0.1", "--port", str(self.port), *self.args],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            preexec_fn=self.preexec_fn,
-        )
+        argv = [*self.command, "--host", "127.0.0.1", "--port", str(self.port), *self.args]
+        if PREFORK and prefork.forkable(argv, self.env, self.preexec_fn is not None):
+            self._log = None
+            self.proc = prefork.Forked(argv, self.env, str(ROOT), str(self.log_path) if self.log_path else None)
+        else:
+            self._log = open(self.log_path, "ab") if self.log_path else subprocess.DEVNULL
+            self.proc = subprocess.Popen(
+                argv, cwd=ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, preexec_fn=self.preexec_fn
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -275,6 +275,7 @@ def test_two_gradio_processes_on_redis_are_one_chat(
         expect_message(bob, "Hello from the first process.")
         say(bob, "And back from the second.")
         expect_message(alice, "And back from the second.")
+        expect_message(bob, "And back from the second.")  # bob's own, once the server has stored it
         assert [(m[1], m[2]) for m in messages(alice)] == [(m[1], m[2]) for m in messages(bob)]
         people.shot(alice, "alice-on-process-1")
         people.shot(bob, "bob-on-process-2")

@@ -41,3 +41,12 @@ def test_every_setting_is_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     for f in dataclasses.fields(Settings):
         assert env_name(f.name) in readme
+
+
+def test_every_module_of_chat_core_is_in_its_list():
+    """chat_core/__init__.py's docstring names each module with its job: a new one is added there."""
+    import chat_core
+
+    listed = set(re.findall(r":mod:`chat_core\.(\w+)`", chat_core.__doc__ or ""))
+    modules = {p.stem for p in (ROOT / "chat_core").glob("*.py")} - {"__init__"}
+    assert modules == listed, (modules - listed, listed - modules)
