@@ -1,13 +1,13 @@
 """Group commit, measured: 10 clients each send 500 messages as fast as they can;
 the server's /healthz then says how many store commits carried the 5,000 messages.
 
-    python bench/group_commit.py              # the default settings
-    python bench/group_commit.py --durable    # the same, then one at a time, with and without --durable
+    python bench/group_commit.py              # the default settings, once
+    python bench/group_commit.py --durable    # with and without --durable, 3 runs each, medians
 
-``--durable`` (SQLite synchronous=FULL: wait for the disk at every commit) runs each
-mode three times, alternating, and prints medians: the flood above, and 200 messages
-sent one at a time by one client, each awaited before the next (every one a commit of
-its own: what the disk wait costs a quiet room).
+Each run then sends 200 messages one at a time from one client, each awaited before
+the next (every one a commit of its own: what a commit costs a quiet room).
+``--durable`` (SQLite synchronous=FULL: wait for the disk at every commit) runs both
+modes three times, alternating, and prints the medians of both figures.
 
 Runs `python -m chat_core` on a free loopback port with a fresh SQLite file,
 abuse limits and the outbox bound off, and stops by itself.

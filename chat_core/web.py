@@ -63,6 +63,7 @@ class ChatServer:
         self.limits = AddressLimits(self.settings)
         self.gate = Gate(self.settings, authenticate)
         self.moderators = Moderators(self.settings)
+        self.reads_failing = False  # the last history read failed (its outage is logged once)
 
     async def start(self) -> None:
         if self.hub is not None:
@@ -133,12 +134,18 @@ class ChatServer:
 
     @contextmanager
     def history_read(self) -> Iterator[None]:
-        """Around an HTTP route's read of the history: the store away is a 503, to try again later."""
+        """Around an HTTP route's read of the history: the store away is a 503, to try again later.
+        The first failed read of an outage is logged with its cause; the next read that works says so."""
         try:
             yield
         except self.store_errors as exc:
-            log.warning("chat history: a read failed (%s: %s); answered 503", type(exc).__name__, exc)
+            if not self.reads_failing:
+                log.warning("chat history: a read failed (%s: %s); answering 503", type(exc).__name__, exc)
+            self.reads_failing = True
             raise HTTPException(503, "the chat history cannot be read right now") from None
+        if self.reads_failing:
+            self.reads_failing = False
+            log.warning("chat history: reads work again")
 
     # --- WebSocket ---------------------------------------------------------
 

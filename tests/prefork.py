@@ -12,6 +12,8 @@ before. What a fork could get wrong is started the ordinary way instead
 
 from __future__ import annotations
 
+import atexit
+import json
 import multiprocessing
 import multiprocessing.forkserver
 import os
@@ -19,6 +21,7 @@ import runpy
 import signal
 import subprocess
 import sys
+import traceback
 from collections.abc import Mapping, Sequence
 from typing import Optional
 
@@ -31,6 +34,7 @@ READ_AT_START = ("CHAT_", "PYTHONUNBUFFERED", "GRADIO_ANALYTICS_ENABLED", "PYTES
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(PRELOAD)
 _forkserver_env: Optional[dict[str, str]] = None  # what its imports saw: os.environ when it started
+_plain_path: list[str] = []  # sys.path of a plain `python` here, without its first entry (the script's place)
 
 
 def _started() -> dict[str, str]:
@@ -38,6 +42,8 @@ def _started() -> dict[str, str]:
     global _forkserver_env
     if _forkserver_env is None:
         _forkserver_env = dict(os.environ)
+        probe = [sys.executable, "-c", "import json, sys; print(json.dumps(sys.path[1:]))"]
+        _plain_path[:] = json.loads(subprocess.check_output(probe, text=True))
         multiprocessing.forkserver.ensure_running()
     return _forkserver_env
 
@@ -47,7 +53,9 @@ def forkable(command: Sequence[str], env: Mapping[str, str], preexec: bool) -> b
     ``python script.py ...``, needs nothing run before it starts (``preexec_fn``), starts no
     worker processes of its own, and differs in its environment only where a server reads
     it at start (an import done earlier would have seen another value)."""
-    if preexec or len(command) < 2 or command[0] != sys.executable or "--workers" in command:
+    if preexec or len(command) < 2 or command[0] != sys.executable:
+        return False
+    if any(arg.startswith(("--workers", "--reload")) for arg in command):
         return False
     if command[1] != "-m" and (command[1].startswith("-") or not command[1].endswith(".py")):
         return False
@@ -56,8 +64,9 @@ def forkable(command: Sequence[str], env: Mapping[str, str], preexec: bool) -> b
     return all(k.startswith(READ_AT_START) for k in changed)
 
 
-def _run(argv: list[str], env: dict[str, str], cwd: str, log: Optional[str]) -> None:
-    """In the fork: become ``python *argv`` with this environment, directory and output."""
+def _run(argv: list[str], env: dict[str, str], cwd: str, log: Optional[str], path: list[str]) -> None:
+    """In the fork: become ``python *argv`` with this environment, directory, path and output;
+    end as Python ends (atexit handlers run; an unhandled Ctrl-C ends it by SIGINT)."""
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(env)
@@ -68,14 +77,22 @@ def _run(argv: list[str], env: dict[str, str], cwd: str, log: Optional[str]) -> 
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]
     signal.signal(signal.SIGINT, signal.default_int_handler)
-    if argv[0] == "-m":  # as Python does: the current directory first on the path
-        sys.path.insert(0, cwd)
-        sys.argv = [argv[1], *argv[2:]]
-        runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
-    else:  # the script's directory first
-        sys.path.insert(0, os.path.dirname(os.path.abspath(argv[0])))
-        sys.argv = list(argv)
-        runpy.run_path(argv[0], run_name="__main__")
+    try:
+        if argv[0] == "-m":  # as Python does: the current directory first on the path
+            sys.path[:] = [cwd, *path]
+            sys.argv = [argv[1], *argv[2:]]
+            runpy.run_module(argv[1], run_name="__main__", alter_sys=True)
+        else:  # the script's directory first
+            sys.path[:] = [os.path.dirname(os.path.abspath(argv[0])), *path]
+            sys.argv = list(argv)
+            runpy.run_path(argv[0], run_name="__main__")
+    except KeyboardInterrupt:  # as Python: the traceback, the atexit handlers, then death by SIGINT
+        traceback.print_exc()
+        atexit._run_exitfuncs()
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
+    finally:
+        atexit._run_exitfuncs()
 
 
 class Forked:
@@ -84,7 +101,9 @@ class Forked:
     def __init__(self, command: Sequence[str], env: Mapping[str, str], cwd: str, log: Optional[str]) -> None:
         self.args = list(command)
         # daemon: a server a test left running is stopped when its test process exits, not waited for
-        self._process = _context.Process(target=_run, args=(list(command[1:]), dict(env), cwd, log), daemon=True)
+        self._process = _context.Process(
+            target=_run, args=(list(command[1:]), dict(env), cwd, log, _plain_path), daemon=True
+        )
         self._process.start()
         self.pid: int = self._process.pid  # type: ignore[assignment]
 
@@ -103,7 +122,10 @@ class Forked:
 
     def send_signal(self, sig: int) -> None:
         if self._process.exitcode is None:
-            os.kill(self.pid, sig)
+            try:
+                os.kill(self.pid, sig)
+            except ProcessLookupError:  # it ended by itself, as Popen.send_signal allows
+                pass
 
     def terminate(self) -> None:
         self.send_signal(signal.SIGTERM)

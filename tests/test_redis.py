@@ -260,16 +260,24 @@ def test_while_redis_is_down_health_says_degraded_and_messages_are_refused(redis
                 status, body = health(srv)
                 assert status == 503 and body["status"] == "degraded" and "Redis at redis://127.0.0.1" in body["reason"]
                 assert body["redis"] == "down" and body["behind"] is None
+                for _ in range(3):  # the history cannot be read: a 503, to try again later
+                    with pytest.raises(urllib.error.HTTPError) as refused:
+                        history(srv)
+                    assert refused.value.code == 503
             finally:
                 redis_server.start()
             await until_health(srv, 200, 15)
             assert health(srv)[0] == 200
             await c.say("back")
             assert (await c.recv_type("msg", 10))["payload"]["text"] == "back"
+            assert [m["text"] for m in history(srv)] == ["back"]
             await c.close()
 
         run(go())
-    assert "into the void" not in srv.log_text()
+    log = srv.log_text()
+    assert "into the void" not in log
+    # the outage of the history reads in the log once, with its cause, and its end once
+    assert log.count("chat history: a read failed (") == 1 and log.count("chat history: reads work again") == 1
 
 
 def test_without_redis_a_second_process_on_the_database_names_redis_url(tmp_path) -> None:
