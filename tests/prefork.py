@@ -77,6 +77,7 @@ def _run(argv: list[str], env: dict[str, str], cwd: str, log: Optional[str], pat
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    interrupted = False
     try:
         if argv[0] == "-m":  # as Python does: the current directory first on the path
             sys.path[:] = [cwd, *path]
@@ -88,11 +89,12 @@ def _run(argv: list[str], env: dict[str, str], cwd: str, log: Optional[str], pat
             runpy.run_path(argv[0], run_name="__main__")
     except KeyboardInterrupt:  # as Python: the traceback, the atexit handlers, then death by SIGINT
         traceback.print_exc()
-        atexit._run_exitfuncs()
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-        os.kill(os.getpid(), signal.SIGINT)
+        interrupted = True
     finally:
         atexit._run_exitfuncs()
+    if interrupted:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 class Forked:
@@ -100,6 +102,7 @@ class Forked:
 
     def __init__(self, command: Sequence[str], env: Mapping[str, str], cwd: str, log: Optional[str]) -> None:
         self.args = list(command)
+        _started()  # the forkserver, and the plain path the fork is given, whoever forks first
         # daemon: a server a test left running is stopped when its test process exits, not waited for
         self._process = _context.Process(
             target=_run, args=(list(command[1:]), dict(env), cwd, log, _plain_path), daemon=True
